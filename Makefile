@@ -1,0 +1,64 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies in /opt/wheels on the build machines; without it
+# pip would take the multi-GB CUDA build from the registry.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt $(FIND_LINKS)
+PROTO_FILES := $(shell find proto -name '*.proto' | sort)
+GEN := libs/api/src
+STAMP := $(VENV)/.installed
+
+.PHONY: help install proto lint demo up test clean
+
+help:
+	@echo "make demo   run the whole retention loop on the CDNOW data and print a summary"
+	@echo "make test   run the test suite against real PostgreSQL, Redis and Envoy"
+	@echo "make up     start the stack until Ctrl-C"
+	@echo "make proto  regenerate the Python package from proto/"
+	@echo "make lint   buf lint, buf format and ruff"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.tools: $(BIN)/python constraints.txt
+	$(PIP) grpcio-tools buf-bin==1.75.0 "googleapis-common-protos>=1.70"
+	touch $@
+
+$(GEN)/retain/.generated: $(VENV)/.tools $(PROTO_FILES) buf.yaml scripts/gen_proto.py
+	$(BIN)/python scripts/gen_proto.py --out $(GEN)
+	touch $@
+
+proto: $(GEN)/retain/.generated
+
+$(STAMP): $(GEN)/retain/.generated requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/pyproject.toml)
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+demo: install
+	$(BIN)/retain demo --fresh --summary-json .retain/demo-summary.json
+
+up: install
+	$(BIN)/retain up
+
+test: install
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(GEN)/retain .retain
