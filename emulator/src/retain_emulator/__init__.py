@@ -1,0 +1,1 @@
+"""A loopback emulator of Africa's Talking's SMS API for tests and local runs."""
