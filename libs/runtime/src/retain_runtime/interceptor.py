@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from retain_runtime.callers import CallPolicy, Caller, caller_of, current_caller
-from retain_runtime.errors import RetainError
+from retain_runtime.errors import InvalidArgument, RetainError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ async def _admit(
 async def _fail(context: grpc.aio.ServicerContext, method: str, error: RetainError) -> None:
     if error.code is grpc.StatusCode.INTERNAL:
         log.exception("Internal error in %s", method)
+    elif isinstance(error, InvalidArgument):
+        # The message may quote personal data such as a phone number, so the
+        # log names only the field.
+        log.info("%s rejected an invalid %s", method, error.field)
     else:
         log.info("%s failed with %s: %s", method, error.code.name, error)
     await context.abort(error.code, str(error))
