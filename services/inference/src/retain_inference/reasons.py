@@ -1,0 +1,264 @@
+"""Plain-language reasons behind a churn score, from the customer's own history.
+
+Each reason contrasts a customer's recent purchases with their earlier ones and
+states only facts computed from purchases (events of type `PURCHASE_EVENT_TYPE`)
+strictly before `as_of`. The reasons describe the history the model read. They do
+not attribute the score to inputs.
+"""
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from retain_inference.features import (
+    MICROS_PER_KES,
+    SECONDS_PER_DAY,
+    EventTable,
+    unix_seconds,
+)
+from retain_inference.sequences import PURCHASE_EVENT_TYPE
+
+logger = logging.getLogger(__name__)
+
+SPEND_WINDOW_DAYS = 30  # SPEND_DOWN compares the last 30 days with the 30 before
+PURCHASE_WINDOW_DAYS = 90  # FEW_PURCHASES compares the last 90 days with the past
+MIN_IDLE_DAYS = 7  # NO_ACTIVITY_SINCE needs at least this many days without purchase
+IDLE_GAP_RATIO = 2.0  # ... and at least this many median gaps
+SPEND_DROP_FRACTION = 0.3  # SPEND_DOWN needs spend down by at least 30%
+FEW_PURCHASES_RATIO = 0.5  # FEW_PURCHASES needs at most half the earlier rate
+MIN_EARLIER_RATE = 1.0  # ... and an earlier rate of at least one per window
+
+
+@dataclass(frozen=True, eq=False)
+class ReasonInputs:
+    """Facts about each customer's purchases before `as_of`, one row per customer."""
+
+    customer_ids: np.ndarray  # int64 (B,)
+    purchase_count: np.ndarray  # int64 (B,)
+    days_since_first_purchase: np.ndarray  # float64 (B,), nan without purchases
+    days_since_last_purchase: np.ndarray  # float64 (B,), nan without purchases
+    median_gap_days: np.ndarray  # float64 (B,), nan with fewer than 2 purchases
+    recent_spend_kes: np.ndarray  # float64 (B,), in the last SPEND_WINDOW_DAYS
+    previous_spend_kes: np.ndarray  # float64 (B,), in the SPEND_WINDOW_DAYS before
+    recent_purchase_count: np.ndarray  # int64 (B,), in the last PURCHASE_WINDOW_DAYS
+    # Purchases per PURCHASE_WINDOW_DAYS from the first purchase to the start of the
+    # last PURCHASE_WINDOW_DAYS; nan when that span is shorter than one window.
+    earlier_purchase_rate: np.ndarray  # float64 (B,)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One fact that may explain a churn score, as a code, its values and a sentence."""
+
+    code: str
+    params: dict[str, str | int | float]
+    text: str
+
+
+def compute_reason_inputs(table: EventTable, as_of: datetime) -> ReasonInputs:
+    """Compute `ReasonInputs` from the purchases strictly before `as_of`."""
+    as_of_s = unix_seconds(as_of)
+    is_past_purchase = (table.occurred_s < as_of_s) & (
+        table.event_types == PURCHASE_EVENT_TYPE
+    )
+    purchases = table.select_events(is_past_purchase)
+    row = purchases.customer_index()  # (E,)
+    counts = purchases.counts  # (B,)
+    first_days, last_days = _days_since_first_and_last(purchases, as_of_s)
+
+    age_days = (as_of_s - purchases.occurred_s) / SECONDS_PER_DAY  # (E,)
+    amount_kes = purchases.amounts_micros / MICROS_PER_KES  # (E,)
+    is_recent_spend = age_days < SPEND_WINDOW_DAYS
+    is_previous_spend = ~is_recent_spend & (age_days < 2 * SPEND_WINDOW_DAYS)
+    recent_count = np.bincount(
+        row, weights=age_days < PURCHASE_WINDOW_DAYS, minlength=counts.shape[0]
+    ).astype(np.int64)
+
+    return ReasonInputs(
+        customer_ids=purchases.customer_ids,
+        purchase_count=counts,
+        days_since_first_purchase=first_days,
+        days_since_last_purchase=last_days,
+        median_gap_days=_median_gap_days(purchases, row),
+        recent_spend_kes=np.bincount(
+            row, weights=amount_kes * is_recent_spend, minlength=counts.shape[0]
+        ),
+        previous_spend_kes=np.bincount(
+            row, weights=amount_kes * is_previous_spend, minlength=counts.shape[0]
+        ),
+        recent_purchase_count=recent_count,
+        earlier_purchase_rate=_earlier_purchase_rate(counts, recent_count, first_days),
+    )
+
+
+def _days_since_first_and_last(
+    purchases: EventTable, as_of_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return days from each customer's first and last purchase to `as_of_s`."""
+    has_purchases = purchases.counts > 0
+    first_s = purchases.occurred_s[purchases.offsets[:-1][has_purchases]]
+    last_s = purchases.occurred_s[purchases.offsets[1:][has_purchases] - 1]
+    first_days = np.full(has_purchases.shape[0], np.nan)
+    last_days = np.full(has_purchases.shape[0], np.nan)
+    first_days[has_purchases] = (as_of_s - first_s) / SECONDS_PER_DAY
+    last_days[has_purchases] = (as_of_s - last_s) / SECONDS_PER_DAY
+    return first_days, last_days
+
+
+def _median_gap_days(purchases: EventTable, row: np.ndarray) -> np.ndarray:
+    """Return the median days between consecutive purchases of each customer."""
+    position = np.arange(row.shape[0]) - purchases.offsets[row]  # (E,)
+    later = np.flatnonzero(position > 0)  # (G,), purchases that follow another
+    gaps = purchases.occurred_s[later] - purchases.occurred_s[later - 1]  # (G,)
+    gaps = _sort_within_groups(gaps, row[later]) / SECONDS_PER_DAY  # (G,)
+
+    gap_counts = np.maximum(purchases.counts - 1, 0)  # (B,)
+    starts = np.cumsum(gap_counts) - gap_counts  # (B,)
+    has_gaps = gap_counts > 0
+    low = starts[has_gaps] + (gap_counts[has_gaps] - 1) // 2
+    high = starts[has_gaps] + gap_counts[has_gaps] // 2
+    median = np.full(gap_counts.shape[0], np.nan)
+    median[has_gaps] = (gaps[low] + gaps[high]) / 2
+    return median
+
+
+def _sort_within_groups(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Sort non-negative int64 `values` within runs of ascending `groups`."""
+    if values.shape[0] == 0:
+        return values
+    # One sort of a combined key is several times faster than np.lexsort.
+    span = int(values.max()) + 1
+    if int(groups.max()) < np.iinfo(np.int64).max // span:
+        return np.sort(groups * span + values) % span
+    return values[np.lexsort((values, groups))]
+
+
+def _earlier_purchase_rate(
+    counts: np.ndarray, recent_count: np.ndarray, first_days: np.ndarray
+) -> np.ndarray:
+    earlier_span_days = first_days - PURCHASE_WINDOW_DAYS  # nan without purchases
+    rate = np.full(counts.shape[0], np.nan)
+    long_enough = earlier_span_days >= PURCHASE_WINDOW_DAYS  # False where nan
+    rate[long_enough] = (
+        (counts - recent_count)[long_enough]
+        / earlier_span_days[long_enough]
+        * PURCHASE_WINDOW_DAYS
+    )
+    return rate
+
+
+def explain(inputs: ReasonInputs, row: int, max_reasons: int = 3) -> list[Reason]:
+    """Return up to `max_reasons` reasons for customer `row`, strongest first.
+
+    NO_PURCHASES ranks first. The other reasons rank by about how many times the
+    recent behaviour falls short of the customer's usual one. A customer whose
+    recent purchases match their past gets an empty list.
+    """
+    found = []
+    for rule in _RULES:
+        result = rule(inputs, row)
+        if result is not None:
+            found.append(result)
+    found.sort(key=lambda pair: pair[0], reverse=True)
+    return [reason for _, reason in found[:max_reasons]]
+
+
+_Rule = Callable[[ReasonInputs, int], tuple[float, Reason] | None]
+
+
+def _no_purchases(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
+    if inputs.purchase_count[row] != 0:
+        return None
+    return math.inf, Reason("NO_PURCHASES", {}, "no purchases yet")
+
+
+def _single_purchase(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
+    if inputs.purchase_count[row] != 1:
+        return None
+    days = math.floor(inputs.days_since_first_purchase[row])
+    age = "less than a day" if days == 0 else _days(days)
+    text = f"only one purchase so far, {age} ago"
+    return 1 + days / SPEND_WINDOW_DAYS, Reason("SINGLE_PURCHASE", {"days": days}, text)
+
+
+def _no_activity_since(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
+    idle_days = inputs.days_since_last_purchase[row]
+    median_gap = inputs.median_gap_days[row]
+    if inputs.purchase_count[row] < 2:
+        return None
+    if idle_days < MIN_IDLE_DAYS or idle_days < IDLE_GAP_RATIO * median_gap:
+        return None
+
+    days = math.floor(idle_days)
+    usual_gap = max(1, round(median_gap))
+    params: dict[str, str | int | float] = {
+        "days": days,
+        "usual_gap_days": usual_gap,
+    }
+    text = f"no purchases in {_days(days)}; usually one every {_days(usual_gap)}"
+    strength = idle_days / max(median_gap, 1.0)
+    return strength, Reason("NO_ACTIVITY_SINCE", params, text)
+
+
+def _spend_down(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
+    recent = inputs.recent_spend_kes[row]
+    previous = inputs.previous_spend_kes[row]
+    if recent <= 0 or recent > (1 - SPEND_DROP_FRACTION) * previous:
+        return None
+
+    percent = round(100 * (1 - recent / previous))
+    params: dict[str, str | int | float] = {
+        "percent": percent,
+        "recent_kes": round(recent),
+        "previous_kes": round(previous),
+        "window_days": SPEND_WINDOW_DAYS,
+    }
+    text = (
+        f"spent KES {params['recent_kes']:,} in the last {SPEND_WINDOW_DAYS} days, "
+        f"down {percent}% on the {SPEND_WINDOW_DAYS} days before"
+    )
+    return previous / recent, Reason("SPEND_DOWN", params, text)
+
+
+def _few_purchases(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
+    earlier_rate = inputs.earlier_purchase_rate[row]
+    count = int(inputs.recent_purchase_count[row])
+    if not earlier_rate >= MIN_EARLIER_RATE:  # also rejects nan
+        return None
+    if count > FEW_PURCHASES_RATIO * earlier_rate:
+        return None
+
+    usual = round(float(earlier_rate), 1)
+    params: dict[str, str | int | float] = {
+        "count": count,
+        "window_days": PURCHASE_WINDOW_DAYS,
+        "usual_count": usual,
+    }
+    recent_text = "no purchases" if count == 0 else _count(count, "purchase")
+    text = (
+        f"{recent_text} in the last {PURCHASE_WINDOW_DAYS} days; before that, "
+        f"{usual:g} per {PURCHASE_WINDOW_DAYS} days on average"
+    )
+    strength = earlier_rate / max(count, 0.5)
+    return strength, Reason("FEW_PURCHASES", params, text)
+
+
+_RULES: tuple[_Rule, ...] = (
+    _no_purchases,
+    _single_purchase,
+    _no_activity_since,
+    _spend_down,
+    _few_purchases,
+)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _days(number: int) -> str:
+    return _count(number, "day")

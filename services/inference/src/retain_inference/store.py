@@ -1,0 +1,386 @@
+"""Persistence of the inference service: jobs, model registry, runs and scores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from retain.type.v1 import job_pb2
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from retain_runtime.errors import FailedPrecondition, NotFound
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text),
+    sa.Column("state", sa.SmallInteger),
+    sa.Column("progress_done", sa.BigInteger),
+    sa.Column("progress_total", sa.BigInteger),
+    sa.Column("message", sa.Text),
+    sa.Column("result_id", sa.Text),
+    sa.Column("create_time", sa.DateTime(timezone=True)),
+    sa.Column("update_time", sa.DateTime(timezone=True)),
+)
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("status", sa.SmallInteger),
+    sa.Column("config", postgresql.JSONB),
+    sa.Column("cutoff_time", sa.DateTime(timezone=True)),
+    sa.Column("label_end_time", sa.DateTime(timezone=True)),
+    sa.Column("horizon_days", sa.Integer),
+    sa.Column("metrics", postgresql.JSONB),
+    sa.Column("checkpoint", sa.LargeBinary),
+    sa.Column("create_time", sa.DateTime(timezone=True)),
+    sa.Column("promote_time", sa.DateTime(timezone=True)),
+)
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("promotion_id", sa.BigInteger, primary_key=True),
+    sa.Column("model_version", sa.Text),
+    sa.Column("promoted_by", sa.Text),
+    sa.Column("promote_time", sa.DateTime(timezone=True)),
+)
+scoring_runs = sa.Table(
+    "scoring_runs",
+    metadata,
+    sa.Column("scoring_run_id", sa.BigInteger, primary_key=True),
+    sa.Column("model_version", sa.Text),
+    sa.Column("as_of_time", sa.DateTime(timezone=True)),
+    sa.Column("min_customer_id", sa.BigInteger),
+    sa.Column("max_customer_id", sa.BigInteger),
+    sa.Column("job_id", sa.Text),
+    sa.Column("scored_count", sa.BigInteger),
+    sa.Column("finished", sa.Boolean),
+)
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("scoring_run_id", sa.BigInteger, primary_key=True),
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("model_version", sa.Text),
+    sa.Column("churn_probability", sa.Float),
+    sa.Column("expected_days", sa.Float),
+    sa.Column("reasons", postgresql.JSONB),
+)
+
+# Every registry column but the checkpoint, which only scoring loads.
+MODEL_COLUMNS = [c for c in model_versions.c if c.name != "checkpoint"]
+
+# Model statuses, as in retain.inference.v1.ModelStatus.
+READY, ACTIVE, RETIRED = 2, 3, 4
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_version: str
+    status: int
+    config: dict[str, Any]
+    cutoff_time: dt.datetime
+    label_end_time: dt.datetime
+    horizon_days: int
+    metrics: dict[str, float]
+    create_time: dt.datetime
+    promote_time: dt.datetime | None
+
+
+class Store:
+    """Queries of the inference database, one short transaction each."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # Jobs
+
+    async def create_job(self, kind: str, now: dt.datetime) -> dict[str, Any]:
+        row = {
+            "job_id": uuid.uuid4().hex,
+            "kind": kind,
+            "state": job_pb2.JOB_STATE_QUEUED,
+            "progress_done": 0,
+            "progress_total": 0,
+            "message": "",
+            "result_id": "",
+            "create_time": now,
+            "update_time": now,
+        }
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.insert().values(row))
+        return row
+
+    async def update_job(self, job_id: str, now: dt.datetime, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id)
+                .values(update_time=now, **values)
+            )
+
+    async def fail_interrupted_jobs(self, now: dt.datetime) -> None:
+        """Mark jobs left queued or running by a previous process as failed."""
+        unfinished = (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.state.in_(unfinished))
+                .values(
+                    state=job_pb2.JOB_STATE_FAILED,
+                    update_time=now,
+                    message="interrupted because the service restarted; start it again",
+                )
+            )
+
+    async def get_job(self, job_id: str) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(jobs.select().where(jobs.c.job_id == job_id))
+            ).first()
+        if row is None:
+            raise NotFound(
+                f'job "{job_id}" does not exist; use the job_id a Start or Train call returned'
+            )
+        return dict(row._mapping)
+
+    # Model registry
+
+    async def add_model(self, record: ModelRecord, checkpoint: bytes) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                model_versions.insert().values(checkpoint=checkpoint, **record.__dict__)
+            )
+
+    async def list_models(self, after: str | None, limit: int) -> list[ModelRecord]:
+        query = sa.select(*MODEL_COLUMNS).order_by(
+            model_versions.c.model_version.desc()
+        )
+        if after is not None:
+            query = query.where(model_versions.c.model_version < after)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit))).all()
+        return [_model(row) for row in rows]
+
+    async def get_model(self, version: str) -> ModelRecord:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(*MODEL_COLUMNS).where(
+                        model_versions.c.model_version == version
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f'model version "{version}" does not exist; see ListModels')
+        return _model(row)
+
+    async def checkpoint(self, version: str) -> bytes:
+        async with self.engine.connect() as conn:
+            data = await conn.scalar(
+                sa.select(model_versions.c.checkpoint).where(
+                    model_versions.c.model_version == version
+                )
+            )
+        if data is None:
+            raise NotFound(f'model version "{version}" does not exist')
+        return bytes(data)
+
+    async def active_version(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.scalar(
+                sa.select(model_versions.c.model_version).where(
+                    model_versions.c.status == ACTIVE
+                )
+            )
+
+    async def promote(self, version: str, by: str, now: dt.datetime) -> None:
+        """Make version the only active one and record the promotion."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                model_versions.update()
+                .where(model_versions.c.status == ACTIVE)
+                .values(status=READY)
+            )
+            updated = await conn.execute(
+                model_versions.update()
+                .where(model_versions.c.model_version == version)
+                .values(status=ACTIVE, promote_time=now)
+            )
+            if updated.rowcount == 0:
+                raise NotFound(
+                    f'model version "{version}" does not exist; see ListModels'
+                )
+            await conn.execute(
+                promotions.insert().values(
+                    model_version=version, promoted_by=by, promote_time=now
+                )
+            )
+
+    async def previous_promotion(self) -> str:
+        """Return the version promoted before the active one."""
+        active = await self.active_version()
+        query = (
+            sa.select(promotions.c.model_version)
+            .where(promotions.c.model_version != active)
+            .order_by(promotions.c.promotion_id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            version = await conn.scalar(query)
+        if version is None:
+            raise FailedPrecondition(
+                "no earlier promoted model version to roll back to"
+            )
+        return str(version)
+
+    # Scoring runs and scores
+
+    async def create_run(self, values: dict[str, Any]) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                scoring_runs.insert()
+                .values(**values)
+                .returning(scoring_runs.c.scoring_run_id)
+            )
+            return int(result.scalar_one())
+
+    async def get_run(self, run_id: int) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    scoring_runs.select().where(scoring_runs.c.scoring_run_id == run_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"scoring run {run_id} does not exist; see ListScoringRuns")
+        return dict(row._mapping)
+
+    async def latest_finished_run(self) -> int:
+        async with self.engine.connect() as conn:
+            run_id = await conn.scalar(
+                sa.select(sa.func.max(scoring_runs.c.scoring_run_id)).where(
+                    scoring_runs.c.finished
+                )
+            )
+        if run_id is None:
+            raise FailedPrecondition(
+                "no scoring run has finished yet; start one with StartScoringRun"
+            )
+        return int(run_id)
+
+    async def list_runs(self, before: int | None, limit: int) -> list[dict[str, Any]]:
+        query = (
+            scoring_runs.select()
+            .order_by(scoring_runs.c.scoring_run_id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.where(scoring_runs.c.scoring_run_id < before)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def add_scores(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert one page of scores and count them on the run."""
+        async with self.engine.begin() as conn:
+            await conn.execute(scores.insert(), list(rows))
+            await conn.execute(
+                scoring_runs.update()
+                .where(scoring_runs.c.scoring_run_id == run_id)
+                .values(scored_count=scoring_runs.c.scored_count + len(rows))
+            )
+
+    async def finish_run(self, run_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                scoring_runs.update()
+                .where(scoring_runs.c.scoring_run_id == run_id)
+                .values(finished=True)
+            )
+
+    async def list_scores(
+        self, run_id: int, min_probability: float, after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        query = (
+            scores.select()
+            .where(scores.c.scoring_run_id == run_id)
+            .where(scores.c.churn_probability >= min_probability)
+            .order_by(scores.c.customer_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(scores.c.customer_id > after)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def customer_score(self, customer_id: int) -> dict[str, Any]:
+        query = (
+            sa.select(scores, scoring_runs.c.as_of_time)
+            .join(
+                scoring_runs, scoring_runs.c.scoring_run_id == scores.c.scoring_run_id
+            )
+            .where(scores.c.customer_id == customer_id, scoring_runs.c.finished)
+            .order_by(scores.c.scoring_run_id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"customer {customer_id} has no score in a finished run")
+        return dict(row._mapping)
+
+    async def run_probabilities(self, run_id: int) -> tuple[list[int], list[float]]:
+        query = (
+            sa.select(scores.c.customer_id, scores.c.churn_probability)
+            .where(scores.c.scoring_run_id == run_id)
+            .order_by(scores.c.customer_id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    async def histogram(self, run_id: int, buckets: int) -> list[int]:
+        bucket = sa.func.least(
+            sa.func.floor(scores.c.churn_probability * buckets), buckets - 1
+        )
+        query = (
+            sa.select(bucket.label("b"), sa.func.count())
+            .where(scores.c.scoring_run_id == run_id)
+            .group_by("b")
+        )
+        counts = [0] * buckets
+        async with self.engine.connect() as conn:
+            for index, count in (await conn.execute(query)).all():
+                counts[int(index)] = int(count)
+        return counts
+
+    async def risk_by_run(self, threshold: float, limit: int) -> list[dict[str, Any]]:
+        at_risk = sa.func.count().filter(scores.c.churn_probability >= threshold)
+        query = (
+            sa.select(
+                scoring_runs.c.scoring_run_id,
+                scoring_runs.c.as_of_time,
+                at_risk.label("at_risk"),
+                sa.func.count().label("scored"),
+            )
+            .join(scores, scores.c.scoring_run_id == scoring_runs.c.scoring_run_id)
+            .where(scoring_runs.c.finished)
+            .group_by(scoring_runs.c.scoring_run_id)
+            .order_by(scoring_runs.c.scoring_run_id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in reversed(rows)]
+
+
+def _model(row: Any) -> ModelRecord:
+    return ModelRecord(**dict(row._mapping))

@@ -1,0 +1,329 @@
+"""InferenceService end to end: train, promote, score, evaluate, over real mTLS gRPC.
+
+The events service is replaced by a small test double that serves synthetic
+sequences, so these tests exercise the inference side alone; the demo test
+runs the real events service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from retain.events.v1 import events_pb2, events_pb2_grpc
+from retain.inference.v1 import inference_pb2 as pb
+from retain.inference.v1 import inference_pb2_grpc
+from retain.type.v1 import job_pb2
+
+from retain_inference import server
+from retain_inference.settings import InferenceSettings
+from retain_runtime.callers import CallPolicy
+from retain_runtime.certs import CertPaths
+from retain_runtime.credentials import aio_channel
+from retain_runtime.server import RunningServer, create_server
+from retain_runtime.settings import ServiceSettings
+from retain_runtime.timestamps import from_datetime, to_datetime
+
+UTC = dt.UTC
+CUTOFF = dt.datetime(2024, 4, 1, tzinfo=UTC)
+LABEL_END = dt.datetime(2024, 5, 1, tzinfo=UTC)
+DAY = 86_400
+
+
+def synthetic_events(customers: int = 240) -> dict[int, list[tuple[int, int]]]:
+    """Return events per customer: loyal ones keep buying, churners stop early."""
+    rng = np.random.default_rng(7)
+    start = int(dt.datetime(2024, 1, 1, tzinfo=UTC).timestamp())
+    end = int(dt.datetime(2024, 6, 1, tzinfo=UTC).timestamp())
+    events = {}
+    for customer_id in range(1, customers + 1):
+        stop = end if customer_id % 3 else start + int(rng.integers(20, 80)) * DAY
+        gap = int(rng.integers(3, 15)) * DAY
+        times = list(range(start + int(rng.integers(0, 10)) * DAY, stop, gap))
+        events[customer_id] = [(t, 1_000_000 * int(rng.integers(1, 50))) for t in times]
+    return events
+
+
+class FakeEvents(events_pb2_grpc.EventsServiceServicer):
+    """Serves ListSequences and GetCustomerActivity from a dict, paged like the real one."""
+
+    def __init__(self, events: dict[int, list[tuple[int, int]]]) -> None:
+        self.events = events
+
+    async def ListSequences(self, request, context):  # noqa: N802
+        end = (
+            to_datetime(request.end_time).timestamp()
+            if request.HasField("end_time")
+            else 1e18
+        )
+        after = int(request.page_token or 0)
+        ids = [
+            c for c in sorted(self.events) if c > after and c >= request.min_customer_id
+        ]
+        if request.max_customer_id:
+            ids = [c for c in ids if c <= request.max_customer_id]
+        page = ids[: request.page_size or 1000]
+        reply = events_pb2.ListSequencesResponse()
+        for customer_id in page:
+            rows = [(t, a) for t, a in self.events[customer_id] if t < end]
+            if rows:
+                reply.sequences.add(
+                    customer_id=customer_id,
+                    occur_unix_seconds=[t for t, _ in rows],
+                    event_types=[events_pb2.EVENT_TYPE_PURCHASE] * len(rows),
+                    amounts_micros=[a for _, a in rows],
+                )
+        if len(page) == (request.page_size or 1000):
+            reply.next_page_token = str(page[-1])
+        return reply
+
+    async def GetCustomerActivity(self, request, context):  # noqa: N802
+        start = to_datetime(request.start_time).timestamp()
+        end = to_datetime(request.end_time).timestamp()
+        reply = events_pb2.GetCustomerActivityResponse()
+        for customer_id in request.customer_ids:
+            count = sum(
+                1 for t, _ in self.events.get(customer_id, []) if start <= t < end
+            )
+            reply.activities.add(customer_id=customer_id, event_count=count)
+        return reply
+
+
+@pytest.fixture(scope="module")
+async def events_server(cert_dir: Path) -> AsyncIterator[RunningServer]:
+    settings = ServiceSettings.from_env(
+        "events",
+        {
+            "RETAIN_EVENTS_PORT": "0",
+            "RETAIN_EVENTS_DATABASE_URL": "unused",
+            "RETAIN_CERT_DIR": str(cert_dir),
+        },
+    )
+    policy = CallPolicy(
+        "retain.events.v1.EventsService",
+        {"ListSequences": ["inference"], "GetCustomerActivity": ["inference"]},
+    )
+    fake = FakeEvents(synthetic_events())
+    running = await create_server(
+        settings,
+        "retain.events.v1.EventsService",
+        lambda s: events_pb2_grpc.add_EventsServiceServicer_to_server(fake, s),
+        policy,
+    )
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture(scope="module")
+async def inference_service(
+    events_server: RunningServer, cert_dir: Path, postgres
+) -> AsyncIterator[server.InferenceService]:
+    url = postgres.url("test_inference_service")
+    settings = InferenceSettings.from_env(
+        {
+            "RETAIN_INFERENCE_PORT": "0",
+            "RETAIN_INFERENCE_DATABASE_URL": url,
+            "RETAIN_CERT_DIR": str(cert_dir),
+            "RETAIN_EVENTS_TARGET": f"127.0.0.1:{events_server.port}",
+            "RETAIN_SCORE_PAGE_SIZE": "50",
+            "RETAIN_TORCH_THREADS": "1",
+        }
+    )
+    server.prepare_database(url)
+    service = await server.start(settings)
+    yield service
+    await service.stop(0)
+
+
+@pytest.fixture(scope="module")
+async def inference(
+    inference_service: server.InferenceService, cert_dir: Path
+) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+    paths = CertPaths.in_directory(cert_dir, "operator")
+    channel = aio_channel(f"127.0.0.1:{inference_service.port}", paths)
+    yield inference_pb2_grpc.InferenceServiceStub(channel)
+    await channel.close()
+
+
+async def wait_for(stub, job: job_pb2.Job) -> job_pb2.Job:
+    for _ in range(600):
+        if job.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED):
+            return job
+        await asyncio.sleep(0.1)
+        job = (await stub.GetJob(pb.GetJobRequest(job_id=job.job_id), timeout=5)).job
+    raise AssertionError(f"job {job.job_id} did not finish: {job}")
+
+
+async def train(stub, seed: int, promote: bool = True) -> str:
+    reply = await stub.TrainModel(
+        pb.TrainModelRequest(
+            cutoff_time=from_datetime(CUTOFF),
+            label_end_time=from_datetime(LABEL_END),
+            seed=seed,
+            promote=promote,
+        ),
+        timeout=10,
+    )
+    job = await wait_for(stub, reply.job)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.message
+    return job.result_id
+
+
+async def score(stub, as_of: dt.datetime = LABEL_END) -> pb.ScoringRun:
+    reply = await stub.StartScoringRun(
+        pb.StartScoringRunRequest(as_of_time=from_datetime(as_of)), timeout=10
+    )
+    job = await wait_for(stub, reply.scoring_run.job)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.message
+    return (
+        await stub.GetScoringRun(
+            pb.GetScoringRunRequest(scoring_run_id=reply.scoring_run.scoring_run_id),
+            timeout=5,
+        )
+    ).scoring_run
+
+
+async def all_scores(stub, run_id: int, threshold: float = 0.0) -> list[pb.Score]:
+    scores, token = [], ""
+    while True:
+        reply = await stub.ListScores(
+            pb.ListScoresRequest(
+                scoring_run_id=run_id,
+                min_churn_probability=threshold,
+                page_size=70,
+                page_token=token,
+            ),
+            timeout=10,
+        )
+        scores.extend(reply.scores)
+        token = reply.next_page_token
+        if not token:
+            return scores
+
+
+async def test_trained_model_scores_every_customer(inference) -> None:
+    version = await train(inference, seed=1)
+    run = await score(inference)
+    scores = await all_scores(inference, run.scoring_run_id)
+    assert run.model_version == version
+    assert run.scored_count == 240
+    assert len({s.customer_id for s in scores}) == 240
+    assert all(0.0 <= s.churn_probability <= 1.0 for s in scores)
+    assert all(s.model_version == version for s in scores)
+    assert all(s.horizon_days == 30 for s in scores)
+    assert all(s.expected_days_to_next_activity > 0 for s in scores)
+
+
+async def test_threshold_keeps_only_risky_scores(inference) -> None:
+    run = await score(inference)
+    risky = await all_scores(inference, run.scoring_run_id, threshold=0.5)
+    everyone = await all_scores(inference, run.scoring_run_id)
+    assert all(s.churn_probability >= 0.5 for s in risky)
+    assert len(risky) == sum(1 for s in everyone if s.churn_probability >= 0.5)
+
+
+async def test_churners_rank_above_loyal_customers(inference) -> None:
+    run = await score(inference)
+    reply = await inference.EvaluateScoringRun(
+        pb.EvaluateScoringRunRequest(
+            scoring_run_id=run.scoring_run_id,
+            label_start_time=from_datetime(LABEL_END),
+            label_end_time=from_datetime(dt.datetime(2024, 6, 1, tzinfo=UTC)),
+        ),
+        timeout=30,
+    )
+    assert reply.customer_count == 240
+    assert reply.churned_count == 80
+    assert reply.roc_auc > 0.9
+
+
+async def test_scores_carry_reasons_for_lapsed_customers(inference) -> None:
+    run = await score(inference)
+    scores = {s.customer_id: s for s in await all_scores(inference, run.scoring_run_id)}
+    lapsed = scores[3]  # every third customer stopped buying early
+    assert lapsed.reasons
+    assert all(reason.text for reason in lapsed.reasons)
+
+
+async def test_promote_and_rollback_change_scoring_model(inference) -> None:
+    first = await train(inference, seed=11)
+    second = await train(inference, seed=12)
+    assert (await score(inference)).model_version == second
+    rolled = await inference.RollbackModel(pb.RollbackModelRequest(), timeout=5)
+    assert rolled.model.model_version == first
+    assert (await score(inference)).model_version == first
+    await inference.PromoteModel(
+        pb.PromoteModelRequest(model_version=second), timeout=5
+    )
+    assert (await score(inference)).model_version == second
+
+
+async def test_same_seed_gives_same_scores(inference) -> None:
+    runs = []
+    for _ in range(2):
+        await train(inference, seed=5)
+        run = await score(inference)
+        runs.append(
+            [
+                s.churn_probability
+                for s in await all_scores(inference, run.scoring_run_id)
+            ]
+        )
+    assert runs[0] == runs[1]
+
+
+async def test_unknown_model_version_is_not_found(inference) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference.PromoteModel(
+            pb.PromoteModelRequest(model_version="gru-nope"), timeout=5
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_label_window_before_cutoff_is_invalid(inference) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference.TrainModel(
+            pb.TrainModelRequest(
+                cutoff_time=from_datetime(LABEL_END),
+                label_end_time=from_datetime(CUTOFF),
+            ),
+            timeout=5,
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "label_end_time" in (caught.value.details() or "")
+
+
+async def test_stranger_may_not_score(inference_service, cert_dir: Path) -> None:
+    paths = CertPaths.in_directory(cert_dir, "stranger")
+    channel = aio_channel(f"127.0.0.1:{inference_service.port}", paths)
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.StartScoringRun(pb.StartScoringRunRequest(), timeout=5)
+    await channel.close()
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_compose_writes_one_template_per_segment(inference) -> None:
+    request = pb.ComposeMessagesRequest(
+        segments=[
+            pb.Segment(
+                segment_key="en", language="en", reason_codes=["NO_ACTIVITY_SINCE"]
+            ),
+            pb.Segment(segment_key="sw", language="sw", reason_codes=[]),
+        ],
+        channel=1,
+        purpose=1,
+        offer="20% off your next ride",
+        brand_name="SafiriRide",
+    )
+    reply = await inference.ComposeMessages(request, timeout=10)
+    assert [t.segment_key for t in reply.templates] == ["en", "sw"]
+    assert all(t.writer == "template" for t in reply.templates)
+    assert all(t.segments == 1 for t in reply.templates)
+    assert all(t.encoding == pb.ENCODING_GSM_7 for t in reply.templates)
+    assert "{first_name}" in reply.templates[0].text
