@@ -87,3 +87,9 @@ def test_offset_forms_of_one_instant_are_equal() -> None:
 def test_time_without_offset_is_rejected() -> None:
     with pytest.raises(InvalidArgument, match="no UTC offset"):
         parse_iso("1997-09-30T12:00:00", "occur_time")
+
+
+@pytest.mark.parametrize("raw", ["Infinity", "NaN", "-inf"])
+def test_non_finite_amount_is_rejected(raw: str) -> None:
+    with pytest.raises(InvalidArgument, match="not a finite amount"):
+        to_micros(raw)

@@ -23,6 +23,8 @@ def to_micros(amount: Decimal | str | int, field: str = "amount") -> int:
         value = Decimal(str(amount)) * MICROS
     except InvalidOperation:
         raise InvalidArgument(field, f'"{amount}" is not a decimal amount') from None
+    if not value.is_finite():
+        raise InvalidArgument(field, f'"{amount}" is not a finite amount')
     if value != value.to_integral_value():
         raise InvalidArgument(field, f'"{amount}" has more than 6 decimal places')
     return int(value)

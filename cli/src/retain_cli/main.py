@@ -1,0 +1,183 @@
+"""The `retain` command line: up, demo, import and certs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlparse
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from retain_cli.stack import Stack, StackOptions
+from retain_runtime import logs
+from retain_runtime.clock import Clock
+
+app = typer.Typer(help="Retain: churn prediction and consented win-back messages.", no_args_is_help=True)
+console = Console(stderr=True)
+log = logging.getLogger(__name__)
+
+StateDir = Annotated[
+    Path, typer.Option("--state-dir", envvar="RETAIN_STATE_DIR", help="Folder for databases, certificates, logs and models.")
+]
+STACK_FILE = "stack.json"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+def _write_stack_file(stack: Stack) -> None:
+    keys = [k for k in stack.env if k.endswith("_TARGET") or k == "RETAIN_CERT_DIR"]
+    path = stack.options.state_dir / STACK_FILE
+    path.write_text(json.dumps({k: stack.env[k] for k in keys}, indent=2))
+
+
+def _read_stack_file(state_dir: Path) -> dict[str, str]:
+    path = state_dir / STACK_FILE
+    if not path.exists():
+        raise typer.BadParameter(f"{path} is missing; start the stack with `retain up` first")
+    return dict(json.loads(path.read_text()))
+
+
+@app.command()
+def up(state_dir: StateDir = Path(".retain")) -> None:
+    """Start PostgreSQL, Redis, the services, the worker and Envoy until Ctrl-C."""
+    logs.configure("text", "INFO", "retain")
+    stack = Stack(StackOptions(state_dir=state_dir))
+    stack.start()
+    _write_stack_file(stack)
+    console.print(f"Retain is up. Gateway: http://127.0.0.1:{stack.envoy_port}  Logs: {stack.log_dir}")
+    console.print("Press Ctrl-C to stop.")
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while not stopping:
+            stack.supervise_once()
+            time.sleep(0.5)
+    finally:
+        console.print("Stopping Retain...")
+        stack.stop()
+
+
+@app.command()
+def demo(
+    state_dir: StateDir = Path(".retain"),
+    fresh: Annotated[bool, typer.Option(help="Delete the state folder first.")] = False,
+    customers: Annotated[int, typer.Option(help="Use the first N CDNOW customers; 0 for all 23,570.")] = 0,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
+) -> None:
+    """Run the retention loop on the CDNOW data and print a summary."""
+    from retain_cli.clients import Clients
+    from retain_cli.demo import DEMO_NOW, Demo, DemoOptions
+
+    logs.configure("text", "WARNING", "retain")
+    _refuse_live_account()
+    if fresh and state_dir.exists():
+        shutil.rmtree(state_dir)
+    offset = Clock.starting_at(DEMO_NOW).offset_seconds
+    stack = Stack(StackOptions(state_dir=state_dir, clock_offset_seconds=offset))
+    with console.status("Starting the stack"):
+        started = time.monotonic()
+        stack.start()
+        startup_seconds = round(time.monotonic() - started, 2)
+    _write_stack_file(stack)
+    clients = Clients.connect(stack.env)
+    try:
+        with _progress() as progress:
+            summary = Demo(clients, DemoOptions(customers=customers), progress).run()
+        summary.stage_seconds = {"startup": startup_seconds, **summary.stage_seconds}
+    finally:
+        clients.close()
+        stack.stop()
+    result = summary.as_dict()
+    _print_summary(result)
+    if summary_json:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"Summary written to {summary_json}")
+
+
+def _refuse_live_account() -> None:
+    base = os.environ.get("AT_BASE_URL", "")
+    if os.environ.get("AT_API_KEY") and urlparse(base).hostname not in ("127.0.0.1", "localhost"):
+        console.print(
+            "retain demo sends to fictitious phone numbers and refuses to use a live "
+            "Africa's Talking account; unset AT_API_KEY to use the local emulator."
+        )
+        raise typer.Exit(2)
+
+
+def _print_summary(result: dict[str, object]) -> None:
+    table = Table(title="Retain demo summary")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command(name="import")
+def import_(
+    customers: Annotated[Path | None, typer.Option(help="Customers CSV file.", exists=True, dir_okay=False)] = None,
+    events: Annotated[Path | None, typer.Option(help="Events CSV file.", exists=True, dir_okay=False)] = None,
+    state_dir: StateDir = Path(".retain"),
+) -> None:
+    """Import customers and events from CSV files into a running stack."""
+    from retain_cli.clients import Clients
+    from retain_cli.importer import import_customers, import_events
+
+    if customers is None and events is None:
+        raise typer.BadParameter("give --customers FILE, --events FILE or both")
+    logs.configure("text", "WARNING", "retain")
+    clients = Clients.connect(_read_stack_file(state_dir))
+    failed = False
+    try:
+        for path, run in ((customers, import_customers), (events, import_events)):
+            if path is None:
+                continue
+            report = run(clients, path)
+            console.print(
+                f"{path}: {report.rows} rows, {report.accepted} accepted, "
+                f"{report.duplicates} already present, {len(report.errors)} rejected"
+            )
+            for error in report.errors:
+                console.print(f"  line {error.line}: {error.field}: {error.reason}")
+            failed = failed or bool(report.errors)
+    finally:
+        clients.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def certs(
+    state_dir: StateDir = Path(".retain"),
+) -> None:
+    """Create the development CA and one certificate per mesh member."""
+    from retain_runtime.certs import issue_mesh
+    from retain_runtime.credentials import MESH_NAMES
+
+    directory = state_dir / "certs"
+    issued = issue_mesh(directory, MESH_NAMES)
+    for name, paths in issued.items():
+        console.print(f"{name:<10} {paths.cert}")

@@ -1,0 +1,232 @@
+"""Persistence of events in PostgreSQL, behind EventStore.
+
+Two tables (see migrations/versions/0001_initial.py):
+
+- ``event_ids`` contains every stored event id with its customer. Its primary key
+  is the idempotency constraint: PostgreSQL itself rejects a second row with
+  the same id, whatever the application does.
+- ``events`` contains the events, keyed by (customer_id, occur_time, event_id).
+
+The events table is not partitioned yet. Keeping id uniqueness in its own
+table lets it become partitioned by month later without losing the
+idempotency guarantee, because a unique constraint on a partitioned table must
+contain the partition key.
+
+Times are timestamptz in UTC. Amounts are integer micros with their currency;
+sequences and activity sums count KES amounts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from retain_events.ingest import EventBatch, IngestCounts
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+event_ids = sa.Table(
+    "event_ids",
+    metadata,
+    sa.Column("event_id", sa.Text(collation="C"), primary_key=True),
+    sa.Column("customer_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("ingest_time", sa.DateTime(timezone=True), nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("occur_time", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("event_id", sa.Text(collation="C"), primary_key=True),
+    sa.Column("event_type", sa.SmallInteger, nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("currency_code", sa.Text),
+    sa.Column("attributes", postgresql.JSONB, nullable=False),
+)
+
+# One statement stores a whole batch. The event_ids insert claims the ids in
+# id order, so concurrent batches lock shared ids in the same order and cannot
+# deadlock. Only the ids it claimed reach the events table.
+_INGEST = sa.text("""
+WITH incoming AS (
+    SELECT * FROM unnest(
+        CAST(:event_ids AS text[]),
+        CAST(:customer_ids AS bigint[]),
+        CAST(:event_types AS smallint[]),
+        CAST(:occur_times AS timestamptz[]),
+        CAST(:amounts_micros AS bigint[]),
+        CAST(:currency_codes AS text[]),
+        CAST(:attributes_json AS jsonb[])
+    ) AS t(event_id, customer_id, event_type, occur_time, amount_micros,
+           currency_code, attributes)
+),
+claimed AS (
+    INSERT INTO event_ids (event_id, customer_id)
+    SELECT event_id, customer_id FROM incoming ORDER BY event_id COLLATE "C"
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO events (customer_id, occur_time, event_id, event_type,
+                    amount_micros, currency_code, attributes)
+SELECT i.customer_id, i.occur_time, i.event_id, i.event_type,
+       i.amount_micros, i.currency_code, i.attributes
+FROM incoming AS i JOIN claimed AS c ON c.event_id = i.event_id
+""")
+
+# The aggregates read rows in primary key order, so the planner needs no sort.
+_SEQUENCES = sa.text("""
+SELECT customer_id,
+       array_agg(floor(date_part('epoch', occur_time))::bigint
+                 ORDER BY occur_time, event_id),
+       array_agg(event_type ORDER BY occur_time, event_id),
+       array_agg(CASE WHEN currency_code = 'KES' THEN amount_micros ELSE 0 END
+                 ORDER BY occur_time, event_id)
+FROM events
+WHERE customer_id >= :min_customer_id
+  AND customer_id <= :max_customer_id
+  AND occur_time < :end_time
+GROUP BY customer_id
+ORDER BY customer_id
+LIMIT :limit
+""")
+
+_ACTIVITY = sa.text("""
+SELECT requested.customer_id, activity.event_count, activity.amount_micros
+FROM unnest(CAST(:customer_ids AS bigint[])) WITH ORDINALITY
+     AS requested(customer_id, position)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS event_count,
+           coalesce(sum(amount_micros) FILTER (WHERE currency_code = 'KES'), 0)
+               ::bigint AS amount_micros
+    FROM events
+    WHERE events.customer_id = requested.customer_id
+      AND occur_time >= :start_time AND occur_time < :end_time
+) AS activity
+ORDER BY requested.position
+""")
+
+_DAILY_COUNTS = sa.text("""
+SELECT (occur_time AT TIME ZONE :zone)::date AS day,
+       count(*) AS event_count,
+       count(DISTINCT customer_id) AS customer_count
+FROM events
+WHERE occur_time >= :start_time AND occur_time < :end_time
+GROUP BY day
+""")
+
+
+@dataclass(frozen=True)
+class SequenceRow:
+    """One customer's events as columns, in time order."""
+
+    customer_id: int
+    occur_unix_seconds: list[int]
+    event_types: list[int]
+    amounts_micros: list[int]
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    customer_id: int
+    event_count: int
+    amount_micros: int
+
+
+@dataclass(frozen=True)
+class DailyCount:
+    day: dt.date
+    event_count: int
+    customer_count: int
+
+
+class EventStore:
+    """Queries and writes of the events database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def ingest(self, batch: EventBatch) -> IngestCounts:
+        """Store a batch in one transaction; ids stored before are duplicates."""
+        params = {
+            "event_ids": batch.event_ids,
+            "customer_ids": batch.customer_ids,
+            "event_types": batch.event_types,
+            "occur_times": batch.occur_times,
+            "amounts_micros": batch.amounts_micros,
+            "currency_codes": batch.currency_codes,
+            "attributes_json": batch.attributes_json,
+        }
+        async with self._engine.begin() as conn:
+            result = await conn.execute(_INGEST, params)
+        accepted = result.rowcount
+        return IngestCounts(accepted, len(batch) - accepted + batch.repeated_ids)
+
+    async def sequences(
+        self,
+        min_customer_id: int,
+        max_customer_id: int,
+        end_time: dt.datetime,
+        limit: int,
+    ) -> list[SequenceRow]:
+        """Return up to limit customers in the id range with events before end_time."""
+        params = {
+            "min_customer_id": min_customer_id,
+            "max_customer_id": max_customer_id,
+            "end_time": end_time,
+            "limit": limit,
+        }
+        async with self._engine.connect() as conn:
+            result = await conn.execute(_SEQUENCES, params)
+            return [SequenceRow(*row) for row in result]
+
+    async def activity(
+        self, customer_ids: list[int], start_time: dt.datetime, end_time: dt.datetime
+    ) -> list[ActivityRow]:
+        """Return one row per requested id, in request order, zeros for no events."""
+        params = {
+            "customer_ids": customer_ids,
+            "start_time": start_time,
+            "end_time": end_time,
+        }
+        async with self._engine.connect() as conn:
+            result = await conn.execute(_ACTIVITY, params)
+            return [ActivityRow(*row) for row in result]
+
+    async def daily_counts(
+        self, start_time: dt.datetime, end_time: dt.datetime, zone: str
+    ) -> list[DailyCount]:
+        """Return event and customer counts per calendar day of zone, days with events only."""
+        params = {"start_time": start_time, "end_time": end_time, "zone": zone}
+        async with self._engine.connect() as conn:
+            result = await conn.execute(_DAILY_COUNTS, params)
+            return [DailyCount(*row) for row in result]
+
+    async def totals(self) -> tuple[int, int]:
+        """Return the number of stored events and of customers with any event."""
+        # TODO: count(DISTINCT) reads every row; keep running totals in a table
+        # once the dashboard polls this against tens of millions of events.
+        query = sa.select(
+            sa.func.count(), sa.func.count(sa.distinct(events.c.customer_id))
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return int(row[0]), int(row[1])
+
+    async def delete_customer(self, customer_id: int) -> int:
+        """Delete a customer's events and their ids; return the events deleted."""
+        async with self._engine.begin() as conn:
+            deleted = await conn.execute(
+                sa.delete(events).where(events.c.customer_id == customer_id)
+            )
+            await conn.execute(
+                sa.delete(event_ids).where(event_ids.c.customer_id == customer_id)
+            )
+        return deleted.rowcount
