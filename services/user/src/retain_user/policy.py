@@ -42,7 +42,7 @@ POLICY = CallPolicy(
         **{method: _OPERATOR_AND_ENVOY for method in _ADMINISTRATION},
         "CheckConsents": ("comms", "worker", "operator"),
         "GetContacts": ("comms", "worker"),
-        "RecordOptOut": ("comms", "operator"),
+        "RecordOptOut": ("comms", "worker", "operator"),
         "RecordOptIn": ("comms", "operator"),
     },
 )

@@ -1,0 +1,209 @@
+"""A client of Africa's Talking's SMS API, the same for the emulator and the
+real service.
+
+Errors:
+
+ProviderError            the provider did not take the message: nothing was sent
+ +-- ProviderUnavailable  connection failures or HTTP 5xx on every attempt
+ +-- ProviderRejected     HTTP 4xx, for example wrong credentials
+
+A send that may have reached the provider (a read timeout or a dropped
+connection after the request went out) is never retried: it returns the
+UNKNOWN outcome, because a message lost is better than a message sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from retain_runtime.errors import InvalidArgument
+from retain_runtime.logs import mask_phone
+from retain_runtime.money import KES, parse_provider_cost
+
+log = logging.getLogger(__name__)
+
+# Recipient statuses meaning the provider took the message: 100 Processed,
+# 101 Success (documented as "Sent"), 102 Queued.
+_ACCEPTED = frozenset({"Processed", "Success", "Sent", "Queued"})
+
+# Errors raised before any byte of the request reached the provider.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Outcome(enum.StrEnum):
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+    BLACKLISTED = "blacklisted"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider's verdict on one message."""
+
+    outcome: Outcome
+    provider_status: str = ""
+    provider_message_id: str = ""
+    cost_micros: int = 0
+    currency: str = KES
+    reason: str = ""
+
+
+class ProviderError(Exception):
+    """Raised when the provider did not take the request; nothing was sent."""
+
+
+class ProviderUnavailable(ProviderError):
+    """Raised when every attempt failed to connect or got HTTP 5xx."""
+
+
+class ProviderRejected(ProviderError):
+    """Raised when the provider answered HTTP 4xx, for example to a wrong key."""
+
+
+class AfricasTalkingClient:
+    """Sends SMS and reads the balance over HTTPS with retries and timeouts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        api_key: str,
+        sender_id: str = "",
+        timeout_seconds: float = 10.0,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.sender_id = sender_id
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
+            headers={"apiKey": api_key, "Accept": "application/json"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, phone_number: str, text: str) -> SendResult:
+        """Send one SMS to one number and return the provider's verdict."""
+        form = {"username": self.username, "to": phone_number, "message": text}
+        if self.sender_id:
+            form["from"] = self.sender_id
+        try:
+            response = await self._request("POST", "/version1/messaging", data=form)
+        except httpx.TransportError as error:
+            log.warning(
+                "Send to %s has an unknown outcome after %s",
+                mask_phone(phone_number),
+                type(error).__name__,
+            )
+            return SendResult(
+                Outcome.UNKNOWN, reason=f"{type(error).__name__} after send"
+            )
+        _raise_for_client_error(response)
+        return _parse_send_reply(response, phone_number)
+
+    async def balance(self) -> tuple[str, int]:
+        """Return the account balance as (currency, micros)."""
+        try:
+            response = await self._request(
+                "GET", "/version1/user", params={"username": self.username}
+            )
+        except httpx.TransportError as error:
+            raise ProviderUnavailable(f"balance read failed: {error!r}") from None
+        _raise_for_client_error(response)
+        try:
+            return parse_provider_cost(response.json()["UserData"]["balance"])
+        except (ValueError, KeyError, TypeError, InvalidArgument) as error:
+            raise ProviderUnavailable(f"balance reply is malformed: {error}") from None
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Make one request, retrying connection failures and HTTP 5xx with
+        exponential backoff and jitter."""
+        url = self.base_url + path
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except _NOT_SENT_ERRORS as error:
+                failure = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code < 500:
+                    return response
+                failure = f"HTTP {response.status_code}"
+            if attempt == self.max_attempts:
+                raise ProviderUnavailable(
+                    f"{method} {path} failed {attempt} times, last with {failure}"
+                )
+            delay = self.backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            log.info(
+                "Retrying %s %s in %.2f s after attempt %d failed with %s",
+                method,
+                path,
+                delay,
+                attempt,
+                failure,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _raise_for_client_error(response: httpx.Response) -> None:
+    if 400 <= response.status_code < 500:
+        raise ProviderRejected(
+            f"HTTP {response.status_code} from Africa's Talking: {response.text[:200]}"
+        )
+
+
+def _parse_send_reply(response: httpx.Response, phone_number: str) -> SendResult:
+    """Read the per-recipient status from a 2xx send reply."""
+    try:
+        data = response.json()["SMSMessageData"]
+        recipients = data.get("Recipients") or []
+        summary = str(data.get("Message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("Send reply for %s is not AT's JSON", mask_phone(phone_number))
+        return SendResult(Outcome.UNKNOWN, reason="unreadable send reply")
+    if not recipients:
+        # AT reports a request-wide problem, such as InvalidSenderId, this way.
+        return SendResult(Outcome.FAILED, provider_status=summary, reason=summary)
+    return _recipient_result(recipients[0])
+
+
+def _recipient_result(recipient: dict[str, Any]) -> SendResult:
+    status = str(recipient.get("status", ""))
+    if status not in _ACCEPTED:
+        if status == "UserInBlacklist":
+            return SendResult(
+                Outcome.BLACKLISTED, provider_status=status, reason=status
+            )
+        if status == "InsufficientBalance":
+            return SendResult(
+                Outcome.INSUFFICIENT_BALANCE, provider_status=status, reason=status
+            )
+        return SendResult(Outcome.FAILED, provider_status=status, reason=status)
+    try:
+        currency, cost = parse_provider_cost(str(recipient.get("cost", "0")))
+    except InvalidArgument:
+        log.warning(
+            "Unreadable cost %r for message %s",
+            recipient.get("cost"),
+            recipient.get("messageId"),
+        )
+        currency, cost = KES, 0
+    return SendResult(
+        Outcome.SUBMITTED,
+        provider_status=status,
+        provider_message_id=str(recipient.get("messageId", "")),
+        cost_micros=cost,
+        currency=currency,
+    )

@@ -1,0 +1,175 @@
+"""Africa's Talking callbacks: delivery reports and inbound SMS.
+
+Each callback checks the shared secret first, with a constant-time compare,
+so a caller without it learns nothing and changes nothing. Bodies are the
+form-encoded fields AT posts, passed through Envoy as google.api.HttpBody.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+from urllib.parse import parse_qsl, urlencode
+
+from retain.type.v1 import channel_pb2
+from retain.user.v1 import user_pb2
+from retain_runtime.clock import Clock
+from retain_runtime.errors import InvalidArgument, PermissionDenied
+from retain_runtime.logs import mask_phone
+from retain_runtime.phone import normalise_phone
+
+from retain_comms import reports
+from retain_comms.ledger import Ledger
+from retain_comms.peers import Peers
+from retain_comms.selection import call_peer
+from retain_comms.store import Store
+
+log = logging.getLogger(__name__)
+
+# Whole-message keywords, compared after trimming and upper-casing. ACHA and
+# SITISHA are Swahili for "stop".
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "ACHA", "SITISHA"})
+OPT_IN_KEYWORDS = frozenset({"START"})
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """Return the first value of each field of a form-encoded body."""
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(
+        body.decode("utf-8", errors="replace"), keep_blank_values=True
+    ):
+        fields.setdefault(name, value)
+    return fields
+
+
+class Callbacks:
+    """Applies delivery reports and inbound SMS to the ledger and to consent."""
+
+    def __init__(
+        self, store: Store, ledger: Ledger, peers: Peers, clock: Clock, secret: str
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.peers = peers
+        self.clock = clock
+        self._secret = secret.encode()
+        self.unknown_status_count = 0
+
+    def check_secret(self, supplied: str) -> None:
+        """Raise PermissionDenied unless supplied equals the callback secret."""
+        if not self._secret or not hmac.compare_digest(supplied.encode(), self._secret):
+            log.warning("Rejected a callback with a wrong or missing secret")
+            raise PermissionDenied("the callback secret is wrong or missing")
+
+    async def delivery_report(self, body: bytes) -> None:
+        """Store a delivery report and apply it to its message, if known yet."""
+        form = parse_form(body)
+        provider_id, status = form.get("id", ""), form.get("status", "")
+        if not provider_id:
+            log.warning("Ignored a delivery report without an id")
+            return
+        now = self.clock.now()
+        report_id = await self._store_report(form, now)
+        message = await self.ledger.find_by_provider_id(provider_id)
+        if message is None:
+            # The worker applies it once it records the send, if it ever does.
+            log.info(
+                "Delivery report %d names unknown message %s", report_id, provider_id
+            )
+            return
+        await reports.apply_report(
+            self.ledger, message.message_id, status, form.get("failureReason", ""), now
+        )
+        await self.ledger.mark_applied(report_id)
+
+    async def _store_report(self, form: dict[str, str], now: dt.datetime) -> int:
+        status = form.get("status", "")
+        report_id = await self.ledger.add_report(
+            {
+                "provider_message_id": form["id"],
+                "status": status,
+                "failure_reason": form.get("failureReason", ""),
+                "body": urlencode(
+                    {**form, "phoneNumber": mask_phone(form.get("phoneNumber", ""))}
+                ),
+                "receive_time": now,
+            }
+        )
+        if status not in reports.KNOWN_STATUSES:
+            self.unknown_status_count += 1
+            log.warning(
+                "Delivery report %d for %s has unknown status %r (%d so far)",
+                report_id,
+                form["id"],
+                status[:40],
+                self.unknown_status_count,
+            )
+        return report_id
+
+    async def inbound_sms(self, body: bytes) -> None:
+        """Act on STOP, STOPALL, UNSUBSCRIBE, ACHA, SITISHA and START sent as the
+        whole message, and keep every inbound message for a person to read."""
+        form = parse_form(body)
+        text = form.get("text", "")
+        keyword = text.strip().upper()
+        try:
+            phone = normalise_phone(form.get("from", ""), "from")
+        except InvalidArgument:
+            log.warning(
+                "Inbound SMS %s comes from an unreadable number", form.get("id")
+            )
+            phone = ""
+        action, customer_ids = "kept", []
+        if phone and keyword in OPT_OUT_KEYWORDS:
+            action, customer_ids = "opt_out", await self._opt_out(phone, keyword)
+        elif phone and keyword in OPT_IN_KEYWORDS:
+            action, customer_ids = "opt_in", await self._opt_in(phone, keyword)
+        stored = await self.store.add_inbound(
+            {
+                "provider_id": form.get("id") or None,
+                "customer_ids": customer_ids,
+                "phone_number_masked": mask_phone(phone or form.get("from", "")),
+                "text": text,
+                "action": action,
+                "receive_time": self.clock.now(),
+            }
+        )
+        log.info(
+            "Inbound SMS %s from %s: %s%s",
+            form.get("id"),
+            mask_phone(phone),
+            action,
+            "" if stored else " (repeat)",
+        )
+
+    async def _opt_out(self, phone: str, keyword: str) -> list[int]:
+        channel = (
+            channel_pb2.CHANNEL_UNSPECIFIED
+            if keyword == "STOPALL"
+            else channel_pb2.CHANNEL_SMS
+        )
+        reply = await call_peer(
+            self.peers.user.RecordOptOut,
+            user_pb2.RecordOptOutRequest(
+                phone_number=phone,
+                channel=channel,
+                source=user_pb2.CONSENT_SOURCE_SMS_KEYWORD,
+                evidence=f"SMS keyword {keyword}",
+            ),
+            "user.RecordOptOut",
+        )
+        return list(reply.affected_customer_ids)
+
+    async def _opt_in(self, phone: str, keyword: str) -> list[int]:
+        reply = await call_peer(
+            self.peers.user.RecordOptIn,
+            user_pb2.RecordOptInRequest(
+                phone_number=phone,
+                channel=channel_pb2.CHANNEL_SMS,
+                source=user_pb2.CONSENT_SOURCE_SMS_KEYWORD,
+                evidence=f"SMS keyword {keyword}",
+            ),
+            "user.RecordOptIn",
+        )
+        return list(reply.affected_customer_ids)

@@ -1,0 +1,112 @@
+"""The Dramatiq queue between the comms server and its workers.
+
+A queue message carries one message id and nothing else, because the ledger
+stores the rest. Building a RedisBroker opens no connection: redis-py connects on the
+first command, so the broker can be built before a worker forks or starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
+
+from retain_comms.settings import CommsSettings
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "comms_send"
+SEND_ACTOR = "send_message"
+
+# Milliseconds without a heartbeat after which another worker takes over the
+# unacknowledged messages of a dead one.
+HEARTBEAT_TIMEOUT_MS = 30_000
+
+# Sends enqueued per Redis round trip.
+PIPELINE_BATCH = 1000
+
+
+def create_broker(
+    settings: CommsSettings, middleware: Sequence[dramatiq.Middleware] | None = None
+) -> RedisBroker:
+    """Build the broker from settings; it connects on first use."""
+    return RedisBroker(
+        url=settings.redis_url,
+        namespace=settings.queue_namespace,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        middleware=middleware,
+    )
+
+
+class SendQueue:
+    """Enqueues send_message for message ids, from the comms server."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        broker.declare_queue(QUEUE_NAME)
+
+    def enqueue(self, message_ids: Sequence[int]) -> int:
+        """Enqueue one send per id and return how many were enqueued.
+
+        This blocks on Redis, so async callers run it in a thread.
+        """
+        for start in range(0, len(message_ids), PIPELINE_BATCH):
+            self._enqueue_batch(message_ids[start : start + PIPELINE_BATCH])
+        if message_ids:
+            log.debug("Enqueued %d sends", len(message_ids))
+        return len(message_ids)
+
+    def _enqueue_batch(self, message_ids: Sequence[int]) -> None:
+        """Enqueue a batch in one Redis round trip.
+
+        NOTE: this does what RedisBroker.enqueue does for one message, through
+        the broker's "dispatch" script in a pipeline, with the arguments that
+        dispatch.lua of Dramatiq 2.x documents. Check it when upgrading
+        Dramatiq; the launch test counts the queue after 20,000 enqueues.
+        """
+        broker = self.broker
+        pipe = broker.client.pipeline(transaction=False)
+        queued = []
+        for message_id in message_ids:
+            message = _send_message(message_id).copy(
+                options={"redis_message_id": str(uuid.uuid4())}
+            )
+            broker.emit_before("enqueue", message, None)
+            broker.scripts["dispatch"](
+                keys=[broker.namespace],
+                args=[
+                    "enqueue",
+                    current_millis(),
+                    QUEUE_NAME,
+                    broker.broker_id,
+                    broker.heartbeat_timeout,
+                    broker.dead_message_ttl,
+                    0,
+                    broker._max_unpack_size(),
+                    message.options["redis_message_id"],
+                    message.encode(),
+                ],
+                client=pipe,
+            )
+            queued.append(message)
+        pipe.execute()
+        for message in queued:
+            broker.emit_after("enqueue", message, None)
+
+    def depth(self) -> int:
+        """Return how many sends wait in Redis, not counting those a worker holds."""
+        return int(self.broker.do_qsize(QUEUE_NAME))
+
+
+def _send_message(message_id: int) -> dramatiq.Message[None]:
+    return dramatiq.Message(
+        queue_name=QUEUE_NAME,
+        actor_name=SEND_ACTOR,
+        args=(message_id,),
+        kwargs={},
+        options={},
+    )

@@ -1,0 +1,63 @@
+"""Delivery reports: what each Africa's Talking status does to a message.
+
+Every report is stored raw first, then applied to the message that carries
+its provider message id. A report can arrive before the worker has stored that
+id, so it waits and the worker applies it right after recording the send. A
+report only ever moves a SUBMITTED message, so a repeat, or an intermediate
+report after a final one, changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from retain_comms.ledger import Ledger
+from retain_comms.states import MessageState
+from retain_comms.store import Row
+
+log = logging.getLogger(__name__)
+
+DELIVERED_STATUSES = frozenset({"Success"})
+FAILED_STATUSES = frozenset({"Failed", "Rejected", "AbsentSubscriber", "Expired"})
+INTERMEDIATE_STATUSES = frozenset({"Sent", "Submitted", "Buffered"})
+KNOWN_STATUSES = DELIVERED_STATUSES | FAILED_STATUSES | INTERMEDIATE_STATUSES
+
+
+async def apply_report(
+    ledger: Ledger,
+    message_id: int,
+    status: str,
+    failure_reason: str,
+    now: dt.datetime,
+) -> Row | None:
+    """Apply one report to a message; return the moved row, None if unchanged."""
+    sources = [MessageState.SUBMITTED]
+    if status in DELIVERED_STATUSES:
+        target = MessageState.DELIVERED
+        extra = {}
+    elif status in FAILED_STATUSES:
+        target = MessageState.FAILED
+        extra = {"reason": failure_reason or status}
+    else:
+        # Intermediate and unknown statuses are stored raw; the message stays
+        # SUBMITTED until a final report or the report window ends.
+        target = MessageState.SUBMITTED
+        extra = {}
+    moved = await ledger.move(
+        message_id, sources, target, now, provider_status=status, **extra
+    )
+    if moved is not None:
+        log.debug("Message %d is %s after report %s", message_id, target, status)
+    return moved
+
+
+async def apply_waiting_reports(
+    ledger: Ledger, provider_message_id: str, message_id: int, now: dt.datetime
+) -> None:
+    """Apply, in arrival order, reports that came before the send was recorded."""
+    for report in await ledger.unapplied_reports(provider_message_id):
+        await apply_report(
+            ledger, message_id, report.status, report.failure_reason, now
+        )
+        await ledger.mark_applied(report.report_id)

@@ -1,0 +1,114 @@
+"""Settings of the comms server and its worker, read once at process start.
+
+Both processes read the same variables: the base ServiceSettings (port,
+database, certificates, peers, clock) plus Redis, Africa's Talking and the
+timings of the sweeper.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
+
+from retain_runtime.errors import SettingsError
+from retain_runtime.money import MICROS
+from retain_runtime.settings import Env, ServiceSettings
+
+DEFAULT_AT_BASE_URL = "https://api.africastalking.com"
+
+
+@dataclass(frozen=True)
+class CommsSettings:
+    """Everything the comms server and the worker read from the environment."""
+
+    service: ServiceSettings
+    redis_url: str = field(repr=False)
+    # queue_namespace prefixes every Redis key of the Dramatiq broker.
+    queue_namespace: str
+    at_base_url: str
+    at_username: str
+    at_api_key: str = field(repr=False)
+    at_sender_id: str
+    at_callback_secret: str = field(repr=False)
+    at_unit_price_micros: int
+    at_timeout_seconds: float
+    at_low_balance_micros: int
+    worker_threads: int
+    sweep_interval_seconds: float
+    requeue_after_seconds: float
+    sending_timeout_seconds: float
+    report_window_seconds: float
+
+    @property
+    def at_is_loopback(self) -> bool:
+        """Whether AT_BASE_URL names this machine, as the emulator does."""
+        host = urlsplit(self.at_base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CommsSettings:
+        env = Env(environ)
+        return cls(
+            service=ServiceSettings.from_env("comms", environ),
+            redis_url=env.str("RETAIN_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            queue_namespace=env.str("RETAIN_COMMS_QUEUE_NAMESPACE", "retain-comms"),
+            at_base_url=_base_url(env.str("AT_BASE_URL", DEFAULT_AT_BASE_URL)),
+            at_username=_required(env, "AT_USERNAME"),
+            at_api_key=_required(env, "AT_API_KEY"),
+            at_sender_id=env.str("AT_SENDER_ID", ""),
+            at_callback_secret=_required(env, "RETAIN_AT_CALLBACK_SECRET"),
+            at_unit_price_micros=_kes(env, "AT_UNIT_PRICE_KES", "0.8"),
+            at_timeout_seconds=_positive(env, "AT_TIMEOUT_SECONDS", 10.0),
+            at_low_balance_micros=_kes(env, "AT_LOW_BALANCE_KES", "100"),
+            worker_threads=int(_positive(env, "RETAIN_WORKER_THREADS", 8)),
+            sweep_interval_seconds=_positive(env, "RETAIN_COMMS_SWEEP_SECONDS", 5.0),
+            requeue_after_seconds=_positive(env, "RETAIN_COMMS_REQUEUE_SECONDS", 60.0),
+            sending_timeout_seconds=_positive(
+                env, "RETAIN_COMMS_SENDING_TIMEOUT_SECONDS", 300.0
+            ),
+            report_window_seconds=3600
+            * _positive(env, "RETAIN_COMMS_REPORT_WINDOW_HOURS", 48.0),
+        )
+
+
+def _required(env: Env, name: str) -> str:
+    value = env.str(name, "")
+    if not value:
+        raise SettingsError(name, "is not set; export it or use `retain up`")
+    return value
+
+
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            "AT_BASE_URL",
+            f'"{value}" is not an http(s) URL such as {DEFAULT_AT_BASE_URL}',
+        )
+    return value.rstrip("/")
+
+
+def _kes(env: Env, name: str, default: str) -> int:
+    raw = env.str(name, default) or default
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise SettingsError(name, f'"{raw}" is not an amount in KES') from None
+    if not amount.is_finite() or amount < 0:
+        raise SettingsError(name, f'"{raw}" must be an amount of 0 KES or more')
+    return int(amount * MICROS)
+
+
+def _positive(env: Env, name: str, default: float) -> float:
+    value = env.float(name, default)
+    if value <= 0:
+        raise SettingsError(name, f'"{value}" must be greater than 0')
+    return value

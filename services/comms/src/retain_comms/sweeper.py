@@ -1,0 +1,140 @@
+"""The sweeper: periodic repairs of the ledger, run inside the comms server.
+
+Each pass runs these steps in order:
+
+1. Drop unsent messages past their expire_time.
+2. Make DEFERRED messages whose not_before_time passed PENDING and enqueue them.
+3. Enqueue again PENDING messages of running campaigns untouched for
+   RETAIN_COMMS_REQUEUE_SECONDS, which covers a lost queue message or a failed
+   enqueue.
+4. Turn SENDING messages older than the sending timeout, and SUBMITTED
+   messages without a final report after the report window, into
+   DELIVERY_UNKNOWN.
+5. Finish running campaigns that have nothing left to send.
+
+Every move is a compare-and-set, so a duplicate enqueue or a pass racing a
+worker is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+from retain_runtime.clock import Clock
+
+from retain_comms.ledger import Ledger
+from retain_comms.queue import SendQueue
+from retain_comms.settings import CommsSettings
+from retain_comms.states import CampaignStatus, MessageState
+from retain_comms.store import Store
+from retain_comms.tables import campaigns, control, messages
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    """Runs sweep passes every RETAIN_COMMS_SWEEP_SECONDS until cancelled."""
+
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        queue: SendQueue,
+        clock: Clock,
+        settings: CommsSettings,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.queue = queue
+        self.clock = clock
+        self.settings = settings
+
+    async def run(self) -> None:
+        log.info("Sweeper started, every %.1f s", self.settings.sweep_interval_seconds)
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                # A failed pass is repeated on the next tick; the ledger is
+                # consistent after any partial pass.
+                log.exception("Sweep pass failed")
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+
+    async def sweep(self) -> None:
+        """Run one pass."""
+        now = self.clock.now()
+        dropped = await self.ledger.move_where(
+            [MessageState.PENDING, MessageState.DEFERRED],
+            MessageState.DROPPED,
+            messages.c.expire_time <= now,
+            now,
+            reason="older than the campaign's max_age_hours",
+        )
+        due = await self.ledger.move_where(
+            [MessageState.DEFERRED],
+            MessageState.PENDING,
+            messages.c.not_before_time <= now,
+            now,
+        )
+        stale = await self.ledger.touch_pending(
+            sa.and_(
+                messages.c.update_time < self._ago(now, "requeue_after_seconds"),
+                messages.c.campaign_id.in_(_running_campaigns()),
+            ),
+            now,
+        )
+        if due or stale:
+            await asyncio.to_thread(self.queue.enqueue, due + stale)
+        interrupted, unreported = await self._give_up(now)
+        finished = await self.store.finish_idle_campaigns(now)
+        self._log(dropped, due, stale, interrupted, unreported, finished)
+
+    async def _give_up(self, now: dt.datetime) -> tuple[list[int], list[int]]:
+        """Turn stuck SENDING and unreported SUBMITTED messages into
+        DELIVERY_UNKNOWN; they are never sent again."""
+        interrupted = await self.ledger.move_where(
+            [MessageState.SENDING],
+            MessageState.DELIVERY_UNKNOWN,
+            messages.c.update_time < self._ago(now, "sending_timeout_seconds"),
+            now,
+            reason="send interrupted",
+            attempt_count=1,
+        )
+        unreported = await self.ledger.move_where(
+            [MessageState.SUBMITTED],
+            MessageState.DELIVERY_UNKNOWN,
+            messages.c.submit_time < self._ago(now, "report_window_seconds"),
+            now,
+            reason="no final delivery report",
+        )
+        return interrupted, unreported
+
+    def _ago(self, now: dt.datetime, setting: str) -> dt.datetime:
+        return now - dt.timedelta(seconds=getattr(self.settings, setting))
+
+    @staticmethod
+    def _log(*moved: list[int]) -> None:
+        if not any(moved):
+            return
+        dropped, due, stale, interrupted, unreported, finished = map(len, moved)
+        log.info(
+            "Sweep: %d dropped, %d due, %d re-enqueued, %d interrupted, "
+            "%d unreported, %d campaigns finished",
+            dropped,
+            due,
+            stale,
+            interrupted,
+            unreported,
+            finished,
+        )
+
+
+def _running_campaigns() -> sa.Select[tuple[int]]:
+    """Return the ids of running campaigns, none while the global stop is set."""
+    return sa.select(campaigns.c.campaign_id).where(
+        campaigns.c.status == CampaignStatus.RUNNING,
+        ~sa.select(control.c.stopped).scalar_subquery(),
+    )
