@@ -66,10 +66,19 @@ def _run_as() -> str | None:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER], check=True
         )
-    # The wheel's files must be readable by that user.
+    # The wheel's files must be readable by that user, through every folder
+    # above them, which may be private (a fresh clone under mktemp -d is 0700).
+    _allow_traversal(_pg_bin().parent)
     for path in (_pg_bin(), _pg_bin().parent / "lib", _pg_bin().parent / "share"):
         subprocess.run(["chmod", "-R", "a+rX", str(path)], check=True)
     return PG_SYSTEM_USER
+
+
+def _allow_traversal(path: Path) -> None:
+    """Add search permission for others on every folder above path."""
+    for parent in reversed(path.resolve().parents):
+        if parent != Path("/"):
+            parent.chmod(parent.stat().st_mode | 0o001)
 
 
 def _as_user(user: str | None) -> dict[str, object]:
@@ -82,9 +91,7 @@ def _as_user(user: str | None) -> dict[str, object]:
 
 def _open_path_for(user: str, path: Path) -> None:
     """Let user traverse every folder above path and own path."""
-    for parent in reversed(path.parents):
-        if parent != Path("/"):
-            parent.chmod(parent.stat().st_mode | 0o001)
+    _allow_traversal(path)
     shutil.chown(path, user=user)
 
 
