@@ -2,6 +2,7 @@
 
 Every test gets its own database, so customer ids start at 1. Clients are
 opened with the certificate of the mesh member named, such as "comms".
+Passwords are hashed with argon2's cheapest parameters to keep tests fast.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import profiles
 from cryptography.fernet import Fernet
 from retain.user.v1 import user_pb2_grpc
 from retain_runtime.certs import CertPaths
 from retain_runtime.clock import Clock
 from retain_runtime.credentials import aio_channel
+from retain_user.passwords import Passwords
 from retain_user.server import Service, prepare_database, start
 from retain_user.settings import UserSettings
 from user_helpers import StubFactory
@@ -49,7 +52,7 @@ async def user_service(
     user_settings: UserSettings, clock: Clock
 ) -> AsyncIterator[Service]:
     await asyncio.to_thread(prepare_database, user_settings.database_url)
-    service = await start(user_settings, clock)
+    service = await start(user_settings, clock, passwords=Passwords(profiles.CHEAPEST))
     yield service
     await service.stop(0)
 

@@ -367,6 +367,7 @@ async def test_stats_count_customers_consent_and_opt_outs(
     assert stats.opted_out_count == 1
 
 
-async def test_auth_rpcs_are_unimplemented(operator: Stub) -> None:
-    error = await rpc_error(operator.SignIn(user_pb2.SignInRequest(email="a@b.c")))
+async def test_export_rpcs_are_unimplemented(operator: Stub) -> None:
+    request = user_pb2.ExportCustomerDataRequest(customer_id=1)
+    error = await rpc_error(operator.ExportCustomerData(request))
     assert error.code() is grpc.StatusCode.UNIMPLEMENTED

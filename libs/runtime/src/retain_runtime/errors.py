@@ -5,6 +5,7 @@ RetainError
  +-- NotFound            a named record does not exist
  +-- AlreadyExists       a record with the same key exists
  +-- FailedPrecondition  the record is not in a state that allows the call
+ +-- Unauthenticated     the caller's credentials are missing or invalid
  +-- PermissionDenied    the caller may not make the call
  +-- ResourceExhausted   a quota or budget is used up
  +-- Unavailable         a dependency is down; the caller may retry
@@ -51,6 +52,12 @@ class FailedPrecondition(RetainError):
     """Raised when a record's state does not allow the call."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(RetainError):
+    """Raised when an email and password, or a token, does not authenticate."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class PermissionDenied(RetainError):

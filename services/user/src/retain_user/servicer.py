@@ -1,12 +1,14 @@
 """UserService RPCs: call the domain, build the reply.
 
 Requests arrive checked by validators.py and from callers allowed by
-policy.py. Auth, export, erasure and job RPCs are not built yet and fall
-through to the generated base class, which returns UNIMPLEMENTED.
+policy.py; role checks happen in the domain modules. Export, erasure and job
+RPCs are not built yet and fall through to the generated base class, which
+returns UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -16,18 +18,37 @@ from retain_runtime import paging
 from retain_runtime.callers import current_caller
 from retain_runtime.timestamps import from_datetime
 
+from retain_user.admins import Admin, AdminDirectory
+from retain_user.api_keys import ApiKey, ApiKeys
 from retain_user.consent import ConsentLedger, Contact
 from retain_user.customers import CustomerDirectory, CustomerProfile
+from retain_user.sign_in import SignInChecker
+from retain_user.signing_keys import SigningKeys
+from retain_user.tokens import TokenIssuer
 
 Context = grpc.aio.ServicerContext
 
 
-class UserServicer(user_pb2_grpc.UserServiceServicer):
-    """Customer profiles, the consent ledger and opt-outs."""
+@dataclass(frozen=True)
+class Accounts:
+    """The domain objects behind the admin, token and API key RPCs."""
 
-    def __init__(self, customers: CustomerDirectory, consent: ConsentLedger) -> None:
+    admins: AdminDirectory
+    sign_in: SignInChecker
+    tokens: TokenIssuer
+    signing_keys: SigningKeys
+    api_keys: ApiKeys
+
+
+class UserServicer(user_pb2_grpc.UserServiceServicer):
+    """Customer profiles, the consent ledger, opt-outs, admins and API keys."""
+
+    def __init__(
+        self, customers: CustomerDirectory, consent: ConsentLedger, accounts: Accounts
+    ) -> None:
         self._customers = customers
         self._consent = consent
+        self._accounts = accounts
 
     async def UpsertCustomers(
         self, request: user_pb2.UpsertCustomersRequest, context: Context
@@ -134,6 +155,90 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         customer_ids = await self._consent.opt_in(request, _recorded_by())
         return user_pb2.RecordOptInResponse(affected_customer_ids=customer_ids)
 
+    async def SignIn(
+        self, request: user_pb2.SignInRequest, context: Context
+    ) -> user_pb2.SignInResponse:
+        admin = await self._accounts.sign_in.authenticate(
+            request.email, request.password
+        )
+        tokens = await self._accounts.tokens.start_session(admin)
+        return user_pb2.SignInResponse(
+            access_token=tokens.access_token,
+            access_token_ttl_seconds=tokens.access_token_ttl_seconds,
+            refresh_token=tokens.refresh_token,
+            admin=_admin(admin),
+        )
+
+    async def RefreshToken(
+        self, request: user_pb2.RefreshTokenRequest, context: Context
+    ) -> user_pb2.RefreshTokenResponse:
+        tokens = await self._accounts.tokens.refresh(request.refresh_token)
+        return user_pb2.RefreshTokenResponse(
+            access_token=tokens.access_token,
+            access_token_ttl_seconds=tokens.access_token_ttl_seconds,
+            refresh_token=tokens.refresh_token,
+        )
+
+    async def SignOut(
+        self, request: user_pb2.SignOutRequest, context: Context
+    ) -> user_pb2.SignOutResponse:
+        await self._accounts.tokens.sign_out(request.refresh_token)
+        return user_pb2.SignOutResponse()
+
+    async def GetSigningKeys(
+        self, request: user_pb2.GetSigningKeysRequest, context: Context
+    ) -> user_pb2.GetSigningKeysResponse:
+        jwks = await self._accounts.signing_keys.published()
+        return user_pb2.GetSigningKeysResponse(keys=[_json_web_key(j) for j in jwks])
+
+    async def CreateAdmin(
+        self, request: user_pb2.CreateAdminRequest, context: Context
+    ) -> user_pb2.CreateAdminResponse:
+        admin = await self._accounts.admins.create(request)
+        return user_pb2.CreateAdminResponse(admin=_admin(admin))
+
+    async def ListAdmins(
+        self, request: user_pb2.ListAdminsRequest, context: Context
+    ) -> user_pb2.ListAdminsResponse:
+        size = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token) or 0
+        admins = await self._accounts.admins.page(after, size + 1)
+        page = admins[:size]
+        token = ""
+        if len(admins) > size:
+            token = paging.encode_token(page[-1].admin_id)
+        return user_pb2.ListAdminsResponse(
+            admins=[_admin(admin) for admin in page], next_page_token=token
+        )
+
+    async def CreateApiKey(
+        self, request: user_pb2.CreateApiKeyRequest, context: Context
+    ) -> user_pb2.CreateApiKeyResponse:
+        api_key, secret = await self._accounts.api_keys.create(
+            request.name, request.requests_per_minute
+        )
+        return user_pb2.CreateApiKeyResponse(api_key=_api_key(api_key), secret=secret)
+
+    async def ListApiKeys(
+        self, request: user_pb2.ListApiKeysRequest, context: Context
+    ) -> user_pb2.ListApiKeysResponse:
+        size = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token) or 0
+        keys = await self._accounts.api_keys.page(after, size + 1)
+        page = keys[:size]
+        token = ""
+        if len(keys) > size:
+            token = paging.encode_token(page[-1].list_position)
+        return user_pb2.ListApiKeysResponse(
+            api_keys=[_api_key(key) for key in page], next_page_token=token
+        )
+
+    async def RevokeApiKey(
+        self, request: user_pb2.RevokeApiKeyRequest, context: Context
+    ) -> user_pb2.RevokeApiKeyResponse:
+        api_key = await self._accounts.api_keys.revoke(request.api_key_id)
+        return user_pb2.RevokeApiKeyResponse(api_key=_api_key(api_key))
+
 
 def _recorded_by() -> str:
     """Return the audit name of the caller: the end user behind Envoy, else the mesh name."""
@@ -182,4 +287,38 @@ def _consent_event(row: sa.Row[Any]) -> user_pb2.ConsentEvent:
         recorded_by=row.recorded_by,
         occur_time=from_datetime(row.occur_time),
         record_time=from_datetime(row.record_time),
+    )
+
+
+def _admin(admin: Admin) -> user_pb2.Admin:
+    return user_pb2.Admin(
+        admin_id=admin.admin_id,
+        email=admin.email,
+        role=admin.role,
+        phone_number_masked=admin.phone_number_masked,
+        create_time=from_datetime(admin.create_time),
+        locked_until_time=from_datetime(admin.locked_until_time),
+    )
+
+
+def _api_key(api_key: ApiKey) -> user_pb2.ApiKey:
+    return user_pb2.ApiKey(
+        api_key_id=api_key.api_key_id,
+        name=api_key.name,
+        requests_per_minute=api_key.requests_per_minute,
+        created_by=api_key.created_by,
+        create_time=from_datetime(api_key.create_time),
+        revoke_time=from_datetime(api_key.revoke_time),
+    )
+
+
+def _json_web_key(jwk: dict[str, str]) -> user_pb2.JsonWebKey:
+    return user_pb2.JsonWebKey(
+        kty=jwk["kty"],
+        kid=jwk["kid"],
+        use=jwk["use"],
+        alg=jwk["alg"],
+        crv=jwk["crv"],
+        x=jwk["x"],
+        y=jwk["y"],
     )

@@ -21,6 +21,9 @@ from retain_runtime.interceptor import Validator
 from retain_runtime.phone import normalise_phone
 from retain_runtime.timestamps import to_datetime
 
+from retain_user.admins import normalise_email
+from retain_user.api_keys import DEFAULT_REQUESTS_PER_MINUTE
+
 MAX_BATCH = 1000
 MAX_CHECK_BATCH = 10_000
 MAX_EXTERNAL_ID = 128
@@ -31,6 +34,14 @@ MAX_ATTRIBUTE_VALUE = 1024
 MAX_NOTICE_VERSION = 64
 MAX_EVIDENCE = 1024
 MAX_QUERY = MAX_EXTERNAL_ID
+MIN_PASSWORD = 12
+# Long enough for any passphrase, short enough that hashing stays cheap.
+MAX_PASSWORD = 1024
+# token_urlsafe(32) returns 43 characters; the margin allows other formats.
+MAX_REFRESH_TOKEN = 256
+MAX_API_KEY_NAME = 120
+MAX_REQUESTS_PER_MINUTE = 100_000
+API_KEY_ID_LENGTH = 16
 # How far a caller's occur_time may run ahead of this service's clock, to
 # allow for clock skew. A later time would let a grant outrank withdrawals
 # recorded after it.
@@ -61,6 +72,14 @@ def build_validators(clock: Clock) -> dict[str, Validator]:
         "CheckConsents": check_check_consents,
         "RecordOptOut": opt_change,
         "RecordOptIn": opt_change,
+        "SignIn": check_sign_in,
+        "RefreshToken": check_refresh_token,
+        "SignOut": check_refresh_token,
+        "CreateAdmin": check_create_admin,
+        "ListAdmins": check_list_page,
+        "CreateApiKey": check_create_api_key,
+        "ListApiKeys": check_list_page,
+        "RevokeApiKey": check_revoke_api_key,
     }
 
 
@@ -138,6 +157,67 @@ def check_opt_change(
     _enum(request.source, user_pb2.ConsentSource, "source", True)
     _max_length(request.evidence, "evidence", MAX_EVIDENCE)
     _occur_time(request, "occur_time", clock.now())
+
+
+def check_sign_in(request: user_pb2.SignInRequest) -> None:
+    normalise_email(request.email)
+    if not request.password:
+        raise InvalidArgument("password", "is empty; send the account's password")
+    _max_length(request.password, "password", MAX_PASSWORD)
+
+
+def check_refresh_token(
+    request: user_pb2.RefreshTokenRequest | user_pb2.SignOutRequest,
+) -> None:
+    if not request.refresh_token:
+        raise InvalidArgument(
+            "refresh_token", "is empty; send the refresh_token that SignIn returned"
+        )
+    _max_length(request.refresh_token, "refresh_token", MAX_REFRESH_TOKEN)
+
+
+def check_create_admin(request: user_pb2.CreateAdminRequest) -> None:
+    normalise_email(request.email)
+    if len(request.password) < MIN_PASSWORD:
+        raise InvalidArgument(
+            "password",
+            f"has {len(request.password)} characters; use at least {MIN_PASSWORD}",
+        )
+    _max_length(request.password, "password", MAX_PASSWORD)
+    _enum(request.role, user_pb2.Role, "role", True)
+    if request.phone_number:
+        normalise_phone(request.phone_number, "phone_number")
+
+
+def check_list_page(
+    request: user_pb2.ListAdminsRequest | user_pb2.ListApiKeysRequest,
+) -> None:
+    paging.page_size(request.page_size)
+    paging.decode_token(request.page_token)
+
+
+def check_create_api_key(request: user_pb2.CreateApiKeyRequest) -> None:
+    if not request.name.strip():
+        raise InvalidArgument("name", "is empty; name the partner that uses the key")
+    _max_length(request.name, "name", MAX_API_KEY_NAME)
+    rate = request.requests_per_minute
+    if rate != 0 and not 1 <= rate <= MAX_REQUESTS_PER_MINUTE:
+        raise InvalidArgument(
+            "requests_per_minute",
+            f"{rate} is out of range; use 1 to {MAX_REQUESTS_PER_MINUTE}, "
+            f"or 0 for {DEFAULT_REQUESTS_PER_MINUTE}",
+        )
+
+
+def check_revoke_api_key(request: user_pb2.RevokeApiKeyRequest) -> None:
+    api_key_id = request.api_key_id
+    hex_digits = all(character in "0123456789abcdef" for character in api_key_id)
+    if len(api_key_id) != API_KEY_ID_LENGTH or not hex_digits:
+        raise InvalidArgument(
+            "api_key_id",
+            f"is not an API key id; send the {API_KEY_ID_LENGTH} hex digits "
+            "after rk_ that ListApiKeys returns",
+        )
 
 
 def _batch_size(items: Sequence[Any], field: str, maximum: int) -> None:
