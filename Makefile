@@ -15,7 +15,7 @@ PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/api/src
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto lint demo up test clean
+.PHONY: help install proto lint demo up test frontend bench-quality clean
 
 help:
 	@echo "make demo   run the whole retention loop on the CDNOW data and print a summary"
@@ -23,6 +23,8 @@ help:
 	@echo "make up     start the stack until Ctrl-C"
 	@echo "make proto  regenerate the Python package from proto/"
 	@echo "make lint   buf lint, buf format and ruff"
+	@echo "make frontend  build and test the dashboard"
+	@echo "make bench-quality  the churn model against baselines on CDNOW"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,10 +57,26 @@ demo: install
 up: install
 	$(BIN)/retain up
 
-test: install
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+# Generates the TypeScript client, type-checks, lints, tests and builds the dashboard.
+frontend: proto frontend/node_modules/.installed
+	cd frontend && npm run ci
+
+test: install frontend
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/python -m pytest
 
+$(VENV)/.bench: $(STAMP) bench/requirements.txt
+	$(PIP) -r bench/requirements.txt
+	touch $@
+
+# Writes its table to the terminal; copy it into docs/benchmarks.md with the date.
+bench-quality: $(VENV)/.bench
+	$(BIN)/python bench/model_quality.py --json .retain/bench/model_quality.json
+
 clean:
-	rm -rf $(VENV) $(GEN)/retain .retain
+	rm -rf $(VENV) $(GEN)/retain .retain frontend/node_modules frontend/dist
