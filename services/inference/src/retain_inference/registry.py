@@ -62,7 +62,10 @@ class Registry:
             seed,
             num_threads=self.torch_threads,
         )
-        version = f"gru-{self.clock.now():%Y%m%d-%H%M%S}-s{seed}"
+        # Named by data window, seed and registry position, so a fresh run of
+        # the same training gets the same name.
+        number = await self.store.count_models() + 1
+        version = f"gru-{cutoff:%Y%m%d}-{label_end:%Y%m%d}-s{seed}-{number:04d}"
         record = ModelRecord(
             model_version=version,
             status=READY,

@@ -160,6 +160,10 @@ class Store:
                 model_versions.insert().values(checkpoint=checkpoint, **record.__dict__)
             )
 
+    async def count_models(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.select(sa.func.count()).select_from(model_versions)))
+
     async def list_models(self, after: str | None, limit: int) -> list[ModelRecord]:
         query = sa.select(*MODEL_COLUMNS).order_by(
             model_versions.c.model_version.desc()
