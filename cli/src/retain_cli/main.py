@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from retain_cli.stack import Stack, StackOptions
+from retain_cli.admin_accounts import AdminAccount, ensure_first_admins
+from retain_cli.stack import Stack, StackError, StackOptions
 from retain_runtime import logs
 from retain_runtime.clock import Clock
 
@@ -56,9 +57,15 @@ def up(state_dir: StateDir = Path(".retain")) -> None:
     """Start PostgreSQL, Redis, the services, the worker and Envoy until Ctrl-C."""
     logs.configure("text", "INFO", "retain")
     stack = Stack(StackOptions(state_dir=state_dir))
-    stack.start()
+    _start_or_exit(stack)
     _write_stack_file(stack)
-    console.print(f"Retain is up. Gateway: http://127.0.0.1:{stack.envoy_port}  Logs: {stack.log_dir}")
+    try:
+        accounts = _first_admins(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    console.print(f"Retain is up. Gateway: {stack.gateway_url}  Logs: {stack.log_dir}")
+    _print_sign_in(stack, accounts)
     console.print("Press Ctrl-C to stop.")
     stopping = False
 
@@ -66,12 +73,15 @@ def up(state_dir: StateDir = Path(".retain")) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, request_stop)
     try:
         while not stopping:
             stack.supervise_once()
             time.sleep(0.5)
+    except StackError as error:
+        console.print(f"Stopping Retain because {error}")
+        raise typer.Exit(1) from None
     finally:
         console.print("Stopping Retain...")
         stack.stop()
@@ -96,7 +106,7 @@ def demo(
     stack = Stack(StackOptions(state_dir=state_dir, clock_offset_seconds=offset))
     with console.status("Starting the stack"):
         started = time.monotonic()
-        stack.start()
+        _start_or_exit(stack)
         startup_seconds = round(time.monotonic() - started, 2)
     _write_stack_file(stack)
     clients = Clients.connect(stack.env)
@@ -104,15 +114,50 @@ def demo(
         with _progress() as progress:
             summary = Demo(clients, DemoOptions(customers=customers), progress).run()
         summary.stage_seconds = {"startup": startup_seconds, **summary.stage_seconds}
+        accounts = ensure_first_admins(clients.user, state_dir)
     finally:
         clients.close()
         stack.stop()
     result = summary.as_dict()
     _print_summary(result)
+    console.print("Run `retain up` to open the dashboard on this data.")
+    _print_sign_in(stack, accounts)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"Summary written to {summary_json}")
+
+
+def _start_or_exit(stack: Stack) -> None:
+    """Start the stack, or print why it cannot start and exit with code 1."""
+    try:
+        stack.start()
+    except (StackError, TimeoutError, RuntimeError, OSError) as error:
+        console.print(f"Retain did not start: {error}")
+        raise typer.Exit(1) from None
+
+
+def _first_admins(stack: Stack) -> list[AdminAccount]:
+    from retain_cli.clients import Clients
+
+    clients = Clients.connect(stack.env)
+    try:
+        return ensure_first_admins(clients.user, stack.options.state_dir)
+    finally:
+        clients.close()
+
+
+def _print_sign_in(stack: Stack, accounts: list[AdminAccount]) -> None:
+    if stack.dashboard_port is None:
+        console.print("No dashboard is served: build it with `make frontend`.")
+    else:
+        console.print(f"Dashboard: {stack.gateway_url}")
+    for account in accounts:
+        if account.password_saved:
+            where = f"password in {account.password_path}"
+        else:
+            where = "password not saved here (the account existed already)"
+        console.print(f"  Sign in as {account.email}, {where}")
 
 
 def _refuse_live_account() -> None:
@@ -144,7 +189,9 @@ def import_(
 ) -> None:
     """Import customers and events from CSV files into a running stack."""
     from retain_cli.clients import Clients
-    from retain_cli.importer import import_customers, import_events
+    import grpc
+
+    from retain_cli.importer import CsvFormatError, import_customers, import_events
 
     if customers is None and events is None:
         raise typer.BadParameter("give --customers FILE, --events FILE or both")
@@ -155,7 +202,23 @@ def import_(
         for path, run in ((customers, import_customers), (events, import_events)):
             if path is None:
                 continue
-            report = run(clients, path)
+            try:
+                report = run(clients, path)
+            except CsvFormatError as error:
+                console.print(f"{error}; nothing was imported from this file")
+                raise typer.Exit(1) from None
+            except UnicodeDecodeError as error:
+                console.print(
+                    f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8 "
+                    "and import it again; nothing was imported from this file"
+                )
+                raise typer.Exit(1) from None
+            except grpc.RpcError as error:
+                console.print(
+                    f"{path}: the stack did not answer ({error.code().name}: "
+                    f"{error.details()}); is `retain up` running?"
+                )
+                raise typer.Exit(1) from None
             console.print(
                 f"{path}: {report.rows} rows, {report.accepted} accepted, "
                 f"{report.duplicates} already present, {len(report.errors)} rejected"

@@ -1,8 +1,9 @@
 """The local stack: every process `retain up` starts, in order, and stops.
 
 Start order: certificates, PostgreSQL, Redis, the Africa's Talking emulator
-(unless AT credentials are set), the four services, the Dramatiq worker and
-Envoy. Each service is waited for on its health port before the next starts.
+(unless AT credentials are set), the four services, the Dramatiq worker, the
+dashboard's file server (when frontend/dist is built) and Envoy. Each
+service is waited for on its health port before the next starts.
 A URL or credentials in the environment replace the embedded component:
 RETAIN_POSTGRES_URL (a server URL; each service uses its own database on it),
 RETAIN_REDIS_URL, and AT_USERNAME with AT_API_KEY (and AT_BASE_URL).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +34,23 @@ from retain_runtime.settings import DEFAULT_PORTS
 log = logging.getLogger(__name__)
 
 SERVICES = ("user", "events", "inference", "comms")
+# Restarts of one process before the supervisor gives up on the stack.
+MAX_RESTARTS = 5
+
+
+class StackError(RuntimeError):
+    """Raised when the stack cannot start or keep running, with the reason."""
+
+
+def port_is_free(port: int) -> bool:
+    """Return whether nothing listens on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 EMULATOR_USERNAME = "sandbox"
 
 
@@ -60,7 +79,6 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
-    restart: bool = False
     health_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -84,6 +102,8 @@ class Stack:
     redis: Redis | None = None
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # The dashboard's file server, or None when frontend/dist is not built.
+    dashboard_port: int | None = None
 
     @property
     def cert_dir(self) -> Path:
@@ -95,6 +115,23 @@ class Stack:
 
     def port(self, default: int) -> int:
         return free_port() if self.options.free_ports else default
+
+    def port_setting(self, variable: str, default: int) -> int:
+        """Return the port from variable, else default, checking that it is free."""
+        raw = self.environ.get(variable)
+        if raw:
+            try:
+                port = int(raw)
+            except ValueError:
+                raise StackError(f'{variable}="{raw}" is not a port number') from None
+        else:
+            port = self.port(default)
+        if not port_is_free(port):
+            raise StackError(
+                f"port {port} on 127.0.0.1 is in use, so the stack cannot take it; "
+                f"stop what listens there or set {variable} to another port"
+            )
+        return port
 
     def start(self) -> None:
         """Start every component; stop what started if one fails."""
@@ -108,6 +145,7 @@ class Stack:
             for name in SERVICES:
                 self._start_service(name)
             self._start_worker()
+            self._start_dashboard()
             self._start_envoy()
         except BaseException:
             self.stop()
@@ -126,10 +164,11 @@ class Stack:
             PYTHONUNBUFFERED="1",
         )
         for name in SERVICES:
-            port = self.port(DEFAULT_PORTS[name])
-            env[f"RETAIN_{name.upper()}_PORT"] = str(port)
-            env[f"RETAIN_{name.upper()}_TARGET"] = f"127.0.0.1:{port}"
-            env[f"RETAIN_{name.upper()}_HEALTH_PORT"] = str(free_port())
+            key = f"RETAIN_{name.upper()}"
+            port = self.port_setting(f"{key}_PORT", DEFAULT_PORTS[name])
+            env[f"{key}_PORT"] = str(port)
+            env[f"{key}_TARGET"] = f"127.0.0.1:{port}"
+            env[f"{key}_HEALTH_PORT"] = str(free_port())
         # Settings from the caller's environment win over the defaults above.
         for key, value in self.environ.items():
             if key.startswith("RETAIN_") and key != "RETAIN_CLOCK_OFFSET_SECONDS":
@@ -148,7 +187,7 @@ class Stack:
         if server_url is None:
             self.postgres = Postgres(
                 self.options.state_dir / "postgres" / "data",
-                port=self.port(self.options.postgres_port),
+                port=self.port_setting("RETAIN_POSTGRES_PORT", self.options.postgres_port),
             )
             self.postgres.start()
             server_url = self.postgres.url("")
@@ -157,7 +196,8 @@ class Stack:
             self.env.setdefault(key, f"{server_url.rstrip('/')}/retain_{name}")
         if "RETAIN_REDIS_URL" not in self.environ:
             self.redis = Redis(
-                self.options.state_dir / "redis", port=self.port(self.options.redis_port)
+                self.options.state_dir / "redis",
+                port=self.port_setting("RETAIN_REDIS_PORT", self.options.redis_port),
             )
             self.redis.start()
             self.env["RETAIN_REDIS_URL"] = self.redis.url
@@ -166,12 +206,19 @@ class Stack:
     def envoy_port(self) -> int:
         return int(self.env["RETAIN_ENVOY_PORT"])
 
+    @property
+    def gateway_url(self) -> str:
+        """Return the URL of Envoy, which also serves the dashboard."""
+        return f"http://127.0.0.1:{self.envoy_port}/"
+
     def _start_emulator(self) -> None:
-        self.env["RETAIN_ENVOY_PORT"] = str(self.port(self.options.envoy_port))
+        self.env["RETAIN_ENVOY_PORT"] = str(
+            self.port_setting("RETAIN_ENVOY_PORT", self.options.envoy_port)
+        )
         if self.environ.get("AT_API_KEY"):
             log.info("AT_API_KEY is set: messages go to %s", self.environ.get("AT_BASE_URL", "Africa's Talking"))
             return
-        port = self.port(self.options.emulator_port)
+        port = self.port_setting("RETAIN_EMULATOR_PORT", self.options.emulator_port)
         callback = (
             f"http://127.0.0.1:{self.envoy_port}/callbacks/africastalking/delivery"
             f"?secret={self.env['RETAIN_AT_CALLBACK_SECRET']}"
@@ -205,19 +252,46 @@ class Stack:
         env = dict(self.env, RETAIN_WORKER_THREADS=str(self.options.worker_threads))
         child = Child(
             "worker", [sys.executable, "-m", "retain_comms.worker"], env,
-            self.log_dir / "worker.log", restart=True,
+            self.log_dir / "worker.log",
         )
         self._launch(child)
 
+    def _start_dashboard(self) -> None:
+        root = frontend_dist_path()
+        if not (root / "index.html").is_file():
+            log.warning(
+                "%s is not built, so no dashboard is served; run `make frontend`", root
+            )
+            return
+        # Only Envoy connects to it, so it always takes a free port.
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "retain_cli.static",
+            "--root", str(root), "--port", str(port),
+        ]
+        child = Child(
+            "dashboard", argv, self.env, self.log_dir / "dashboard.log"
+        )
+        self._launch(child)
+        assert child.process is not None
+        wait_for_port(port, child.process, 15)
+        self.dashboard_port = port
+
     def _start_envoy(self) -> None:
         targets = {name: self.env[f"RETAIN_{name.upper()}_TARGET"] for name in SERVICES}
+        dashboard = None
+        if self.dashboard_port is not None:
+            dashboard = f"127.0.0.1:{self.dashboard_port}"
         options = envoy_config.EnvoyOptions(
             listen_port=self.envoy_port,
-            admin_port=self.port(self.options.envoy_admin_port),
+            admin_port=self.port_setting(
+                "RETAIN_ENVOY_ADMIN_PORT", self.options.envoy_admin_port
+            ),
             descriptor_set=descriptor_set_path(),
             certs=CertPaths.in_directory(self.cert_dir, "envoy"),
             upstreams=targets,
             access_log_path=self.log_dir / "envoy-access.log",
+            dashboard=dashboard,
         )
         config = envoy_config.write_config(options, self.options.state_dir / "envoy.json")
         child = Child(
@@ -234,20 +308,29 @@ class Stack:
         child.start()
 
     def supervise_once(self) -> None:
-        """Restart a restartable child that died; raise if another one died."""
+        """Restart any process that died, up to MAX_RESTARTS times each.
+
+        Raises StackError when a process keeps dying, so the caller stops the
+        stack instead of looping.
+        """
+        for datastore in (self.postgres, self.redis):
+            if datastore and datastore.process and datastore.process.poll() is not None:
+                log.warning("%s exited; starting it again", type(datastore).__name__)
+                datastore.start()
         for child in self.children:
             assert child.process is not None
             code = child.process.poll()
             if code is None:
                 continue
-            if not child.restart:
-                raise RuntimeError(
-                    f"{child.name} exited with code {code}; see {child.log_path}"
+            if child.restarts >= MAX_RESTARTS:
+                raise StackError(
+                    f"{child.name} exited with code {code} {child.restarts + 1} times; "
+                    f"see {child.log_path}"
                 )
             child.restarts += 1
             log.warning(
-                "%s exited with code %d; restarting it (restart %d)",
-                child.name, code, child.restarts,
+                "%s exited with code %d; restarting it (restart %d of %d), log %s",
+                child.name, code, child.restarts, MAX_RESTARTS, child.log_path,
             )
             child.start()
 
@@ -293,6 +376,11 @@ def descriptor_set_path() -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; run `make proto`")
     return path
+
+
+def frontend_dist_path() -> Path:
+    """Return the folder that `make frontend` builds the dashboard into."""
+    return Path(__file__).resolve().parents[3] / "frontend" / "dist"
 
 
 def _token() -> str:

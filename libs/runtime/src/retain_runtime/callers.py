@@ -8,6 +8,7 @@ key as metadata; a service trusts that metadata only when the peer is Envoy.
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -79,3 +80,9 @@ class CallPolicy:
 
     def methods(self) -> list[str]:
         return sorted(self._allowed)
+
+    def union(self, other: CallPolicy) -> CallPolicy:
+        """Return a policy with the rules of both, for a server with two services."""
+        combined = copy.copy(self)
+        combined._allowed = {**self._allowed, **other._allowed}
+        return combined

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from retain.user.v1 import user_pb2
 from retain_runtime.clock import Clock
-from retain_runtime.errors import AlreadyExists, InvalidArgument
+from retain_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from retain_runtime.logs import mask_phone
 from retain_runtime.phone import normalise_phone
 
@@ -62,8 +62,18 @@ class Admin:
         return roles.ROLE_NAMES[self.role]
 
 
+@dataclass(frozen=True)
+class AdminContact:
+    """An admin's own phone number, for the test messages sent to it."""
+
+    admin_id: int
+    email: str
+    # phone_number is in E.164, or empty when the account has none.
+    phone_number: str
+
+
 class AdminDirectory:
-    """Creates and lists admin accounts."""
+    """Creates and lists admin accounts and reads an admin's phone number."""
 
     def __init__(
         self, store: AdminStore, cipher: DataCipher, passwords: Passwords, clock: Clock
@@ -101,6 +111,21 @@ class AdminDirectory:
         roles.require_role("ListAdmins", [roles.ADMIN])
         rows = await self._store.list_admins(after, limit)
         return [self.admin(row) for row in rows]
+
+    async def contact(self, email: str) -> AdminContact:
+        """Return an admin's full phone number; raise NotFound for an unknown email."""
+        normalised = normalise_email(email)
+        row = await self._store.admin_by_email(normalised)
+        if row is None:
+            raise NotFound(
+                "email: no admin account has this email; sign in with an "
+                "existing account"
+            )
+        phone = ""
+        if row.phone_encrypted is not None:
+            phone = self._cipher.decrypt(row.phone_encrypted)
+        log.info("Handing out the phone number of admin %d", row.admin_id)
+        return AdminContact(row.admin_id, normalised, phone)
 
     def admin(self, row: sa.Row[Any]) -> Admin:
         """Build an Admin from a row of admins joined with its lockout."""

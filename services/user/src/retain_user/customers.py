@@ -77,6 +77,14 @@ class CustomerDirectory:
     async def lookup(self, external_ids: Sequence[str]) -> dict[str, int]:
         return await self._store.lookup_customers(external_ids)
 
+    async def by_phone_number(self, raw_phone: str) -> Sequence[sa.Row[Any]]:
+        """Return id, language, vertical and fictitious of the customers who
+        share a phone number, in customer id order."""
+        phone = normalise_phone(raw_phone)
+        rows = await self._store.customers_by_phone_hash(self._cipher.phone_hash(phone))
+        log.info("Found %d customers with number %s", len(rows), mask_phone(phone))
+        return rows
+
     async def page(self, after: int, limit: int, prefix: str) -> list[CustomerProfile]:
         rows = await self._store.list_customers(after, limit, prefix)
         return [self.profile(row) for row in rows]

@@ -1,6 +1,8 @@
 """The allow-list of mesh members for each RPC of UserService.
 
-Only comms and its worker read full phone numbers (GetContacts). Envoy
+Only comms and its worker read full phone numbers (GetContacts), and only
+comms reads an admin's number (GetAdminContact) or finds customers by number
+(LookupPhoneNumber). Envoy
 forwards the dashboard, partners and the startup's backend; operator is the
 `retain` CLI.
 """
@@ -44,5 +46,7 @@ POLICY = CallPolicy(
         "GetContacts": ("comms", "worker"),
         "RecordOptOut": ("comms", "worker", "operator"),
         "RecordOptIn": ("comms", "operator"),
+        "GetAdminContact": ("comms",),
+        "LookupPhoneNumber": ("comms",),
     },
 )

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 from retain.user.v1 import user_pb2_grpc
 from retain_runtime import db
 from retain_runtime.clock import Clock
 from retain_runtime.server import RunningServer, create_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from retain_user import ext_authz
 from retain_user.admin_store import AdminStore
 from retain_user.admins import AdminDirectory
 from retain_user.api_key_store import ApiKeyStore
@@ -20,6 +22,7 @@ from retain_user.api_keys import ApiKeys
 from retain_user.consent import ConsentLedger
 from retain_user.crypto import DataCipher
 from retain_user.customers import CustomerDirectory
+from retain_user.ext_authz import ApiKeyAuthorization, RateLimiter
 from retain_user.passwords import Passwords
 from retain_user.policy import POLICY, SERVICE_NAME
 from retain_user.servicer import Accounts, UserServicer
@@ -92,11 +95,18 @@ async def start(
         accounts,
     )
 
+    # Envoy's ext_authz filter calls Check on this server for API keys.
+    authorization = ApiKeyAuthorization(accounts.api_keys, RateLimiter())
+
     def register(server: grpc.aio.Server) -> None:
         user_pb2_grpc.add_UserServiceServicer_to_server(servicer, server)
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+            authorization, server
+        )
 
+    policy = POLICY.union(ext_authz.POLICY)
     running = await create_server(
-        settings, SERVICE_NAME, register, POLICY, build_validators(clock)
+        settings, SERVICE_NAME, register, policy, build_validators(clock)
     )
     return Service(running=running, engine=engine, accounts=accounts)
 

@@ -155,6 +155,32 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         customer_ids = await self._consent.opt_in(request, _recorded_by())
         return user_pb2.RecordOptInResponse(affected_customer_ids=customer_ids)
 
+    async def GetAdminContact(
+        self, request: user_pb2.GetAdminContactRequest, context: Context
+    ) -> user_pb2.GetAdminContactResponse:
+        contact = await self._accounts.admins.contact(request.email)
+        return user_pb2.GetAdminContactResponse(
+            admin_id=contact.admin_id,
+            email=contact.email,
+            phone_number=contact.phone_number,
+        )
+
+    async def LookupPhoneNumber(
+        self, request: user_pb2.LookupPhoneNumberRequest, context: Context
+    ) -> user_pb2.LookupPhoneNumberResponse:
+        rows = await self._customers.by_phone_number(request.phone_number)
+        return user_pb2.LookupPhoneNumberResponse(
+            customers=[
+                user_pb2.PhoneNumberCustomer(
+                    customer_id=row.customer_id,
+                    language=row.language,
+                    vertical=row.vertical,
+                    fictitious=row.fictitious,
+                )
+                for row in rows
+            ]
+        )
+
     async def SignIn(
         self, request: user_pb2.SignInRequest, context: Context
     ) -> user_pb2.SignInResponse:

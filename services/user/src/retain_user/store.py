@@ -72,6 +72,22 @@ class UserStore:
             result = await session.execute(query)
             return {row.external_id: row.customer_id for row in result}
 
+    async def customers_by_phone_hash(self, phone_hash: bytes) -> Sequence[sa.Row[Any]]:
+        """Return id, language, vertical and fictitious of the customers with
+        a phone hash, in customer id order."""
+        query = (
+            sa.select(
+                customers.c.customer_id,
+                customers.c.language,
+                customers.c.vertical,
+                customers.c.fictitious,
+            )
+            .where(customers.c.phone_hash == phone_hash)
+            .order_by(customers.c.customer_id)
+        )
+        async with self._sessions() as session:
+            return (await session.execute(query)).all()
+
     async def list_customers(
         self, after: int, limit: int, prefix: str
     ) -> Sequence[sa.Row[Any]]:

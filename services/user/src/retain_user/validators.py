@@ -72,6 +72,8 @@ def build_validators(clock: Clock) -> dict[str, Validator]:
         "CheckConsents": check_check_consents,
         "RecordOptOut": opt_change,
         "RecordOptIn": opt_change,
+        "GetAdminContact": check_get_admin_contact,
+        "LookupPhoneNumber": check_lookup_phone_number,
         "SignIn": check_sign_in,
         "RefreshToken": check_refresh_token,
         "SignOut": check_refresh_token,
@@ -157,6 +159,14 @@ def check_opt_change(
     _enum(request.source, user_pb2.ConsentSource, "source", True)
     _max_length(request.evidence, "evidence", MAX_EVIDENCE)
     _occur_time(request, "occur_time", clock.now())
+
+
+def check_get_admin_contact(request: user_pb2.GetAdminContactRequest) -> None:
+    normalise_email(request.email)
+
+
+def check_lookup_phone_number(request: user_pb2.LookupPhoneNumberRequest) -> None:
+    normalise_phone(request.phone_number, "phone_number")
 
 
 def check_sign_in(request: user_pb2.SignInRequest) -> None:
