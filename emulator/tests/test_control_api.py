@@ -84,6 +84,29 @@ def test_http_fault_with_user_scope_fails_balance_reads(client: httpx.Client) ->
     assert send.status_code == 201
 
 
+def test_fault_rate_route_fails_sends(client: httpx.Client) -> None:
+    response = client.put("/_emulator/http-fault-rate", json={"rate": 1, "seed": 3})
+
+    statuses = [send_sms(client, NUMBER).status_code for _ in range(3)]
+    state = client.get("/_emulator/state").json()
+
+    assert response.json() == {
+        "rate": 1.0,
+        "status": 500,
+        "scope": "messaging",
+        "injected": 0,
+    }
+    assert statuses == [500, 500, 500]
+    assert state["httpFaultRate"]["injected"] == 3
+
+
+def test_fault_rate_route_rejects_rate_above_one(client: httpx.Client) -> None:
+    response = client.put("/_emulator/http-fault-rate", json={"rate": 2})
+
+    assert response.status_code == 400
+    assert "rate must be from 0 to 1" in response.json()["error"]
+
+
 def test_delay_route_holds_next_send(client: httpx.Client) -> None:
     client.post("/_emulator/delays", json={"count": 1, "seconds": 0.5})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -269,6 +270,58 @@ def test_failing_requests_from_constructor_apply() -> None:
     assert second == 201
 
 
+def test_fault_rate_fails_that_share_of_sends(
+    emulator: AfricasTalkingEmulator, client: httpx.Client
+) -> None:
+    emulator.fail_requests_at_rate(0.25, status=503, seed=7)
+
+    statuses = [send_sms(client, NUMBER).status_code for _ in range(400)]
+
+    failed = statuses.count(503)
+    assert 60 <= failed <= 140
+    assert statuses.count(201) == 400 - failed
+    assert emulator.receive_counts() == {NUMBER: 400 - failed}
+    assert emulator.state.snapshot()["httpFaultRate"]["injected"] == failed
+
+
+def test_fault_rate_comes_after_counted_faults(
+    emulator: AfricasTalkingEmulator, client: httpx.Client
+) -> None:
+    emulator.fail_next_requests(2, status=502)
+    emulator.fail_requests_at_rate(1.0)
+
+    statuses = [send_sms(client, NUMBER).status_code for _ in range(3)]
+
+    assert statuses == [502, 502, 500]
+
+
+def test_fault_rate_zero_stops_failures(
+    emulator: AfricasTalkingEmulator, client: httpx.Client
+) -> None:
+    emulator.fail_requests_at_rate(1.0)
+    emulator.fail_requests_at_rate(0.0)
+
+    assert send_sms(client, NUMBER).status_code == 201
+    assert emulator.state.snapshot()["httpFaultRate"] is None
+
+
+@pytest.mark.parametrize(
+    ("rate", "status", "scope"),
+    [
+        (1.5, 500, "messaging"),
+        (-0.1, 500, "messaging"),
+        (0.1, 200, "messaging"),
+        (0.1, 500, "billing"),
+    ],
+    ids=["rate-above-one", "negative-rate", "success-status", "unknown-scope"],
+)
+def test_fault_rate_rejects_invalid_values(
+    emulator: AfricasTalkingEmulator, rate: float, status: int, scope: str
+) -> None:
+    with pytest.raises(ValueError):
+        emulator.fail_requests_at_rate(rate, status, scope)
+
+
 def test_delayed_request_times_out_but_is_processed(
     emulator: AfricasTalkingEmulator, client: httpx.Client
 ) -> None:
@@ -429,6 +482,18 @@ def test_keep_alive_connection_serves_several_requests(
         connection.close()
 
     assert statuses == [200, 200, 200]
+
+
+def test_sequential_sends_do_not_wait_for_delayed_acks(
+    client: httpx.Client,
+) -> None:
+    # With Nagle's algorithm on, each reply waited about 40 ms for the
+    # client's delayed ACK, so 50 sends took 2 s or more.
+    start = time.monotonic()
+    for _ in range(50):
+        send_sms(client, NUMBER)
+
+    assert time.monotonic() - start < 1.5
 
 
 def test_concurrent_sends_are_all_counted(emulator: AfricasTalkingEmulator) -> None:

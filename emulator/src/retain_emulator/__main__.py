@@ -39,7 +39,7 @@ def decimal_argument(text: str) -> Decimal:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m retain_emulator",
-        description="Serve Africa's Talking's SMS API on loopback for tests.",
+        description="Serve Africa's Talking's SMS and voice APIs on loopback.",
     )
     parser.add_argument(
         "--host",
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--callback-url",
         default=None,
         help="URL that delivery reports are POSTed to (default: no reports)",
+    )
+    parser.add_argument(
+        "--voice-callback-url",
+        default=None,
+        help="URL that voice callbacks of placed calls are POSTed to "
+        "(default: no callbacks)",
     )
     parser.add_argument(
         "--balance",
@@ -126,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         currency=args.currency,
         cost_per_segment=args.cost_per_segment,
         report_delay=args.report_delay,
+        voice_callback_url=args.voice_callback_url,
     )
     stop_requested = threading.Event()
 

@@ -1,4 +1,8 @@
-"""The emulated AT endpoints: POST /version1/messaging and GET /version1/user.
+"""The emulated AT endpoints: POST /version1/messaging, GET /version1/user and
+the voice API's POST /call.
+
+The real voice API has its own host, so a client uses the emulator's base URL
+for both AT_BASE_URL and AT_VOICE_BASE_URL.
 
 Checks run in this order: apiKey header, Accept header, form fields, username.
 A missing or wrong apiKey and a wrong username get 401 with AT's plain-text body
@@ -24,15 +28,17 @@ from retain_emulator.http_types import (
     text_response,
 )
 from retain_emulator.state import EmulatorState, SendRequest
+from retain_emulator.voice import VoiceCalls
 from retain_emulator.wire import split_recipients
 
 logger = logging.getLogger(__name__)
 
 MESSAGING_PATH = "/version1/messaging"
 USER_PATH = "/version1/user"
+CALL_PATH = "/call"
 
 # Endpoint names that faults are scoped by, keyed by request path.
-ENDPOINTS = {MESSAGING_PATH: "messaging", USER_PATH: "user"}
+ENDPOINTS = {MESSAGING_PATH: "messaging", USER_PATH: "user", CALL_PATH: "voice"}
 
 INVALID_AUTHENTICATION = "The supplied authentication is invalid"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -60,11 +66,13 @@ class AtApi:
         api_key: str,
         state: EmulatorState,
         reporter: DeliveryReporter,
+        voice: VoiceCalls,
     ) -> None:
         self._username = username
         self._api_key = api_key
         self._state = state
         self._reporter = reporter
+        self._voice = voice
 
     def handle(self, request: ApiRequest) -> Response:
         if request.path == MESSAGING_PATH:
@@ -75,6 +83,10 @@ class AtApi:
             if request.method != "GET":
                 return _method_not_allowed(request, "GET")
             return self._checked(request, self._user_data)
+        if request.path == CALL_PATH:
+            if request.method != "POST":
+                return _method_not_allowed(request, "POST")
+            return self._checked(request, self._call)
         return text_response(404, f"Not found: {request.path}")
 
     def _checked(
@@ -95,7 +107,10 @@ class AtApi:
             return False
         return hmac.compare_digest(supplied.encode(), self._api_key.encode())
 
-    def _send(self, request: ApiRequest) -> Response:
+    def _form(
+        self, request: ApiRequest, required: tuple[str, ...]
+    ) -> dict[str, str] | Response:
+        """Return the form fields, or the error response for an unusable form."""
         content_type = (request.header("Content-Type") or FORM_CONTENT_TYPE).lower()
         if not content_type.startswith(FORM_CONTENT_TYPE):
             return text_response(
@@ -107,12 +122,17 @@ class AtApi:
             form = request.form()
         except UnicodeDecodeError:
             return text_response(400, "Invalid request body: the form is not UTF-8")
-
-        missing = _first_missing(form, ("username", "to", "message"))
+        missing = _first_missing(form, required)
         if missing is not None:
             return text_response(400, f"Missing required field: {missing}")
         if form["username"] != self._username:
             return text_response(401, INVALID_AUTHENTICATION)
+        return form
+
+    def _send(self, request: ApiRequest) -> Response:
+        form = self._form(request, ("username", "to", "message"))
+        if isinstance(form, Response):
+            return form
 
         recipients = split_recipients(form["to"])
         if not recipients:
@@ -139,6 +159,17 @@ class AtApi:
             len(outcome.accepted),
         )
         return json_response(201, outcome.reply)
+
+    def _call(self, request: ApiRequest) -> Response:
+        form = self._form(request, ("username", "from", "to"))
+        if isinstance(form, Response):
+            return form
+        numbers = split_recipients(form["to"])
+        if not numbers:
+            return text_response(400, "Missing required field: to")
+        entries = self._voice.place(form["from"], numbers)
+        logger.debug("Queued calls for a request to %d numbers", len(numbers))
+        return json_response(200, {"entries": entries, "errorMessage": "None"})
 
     def _user_data(self, request: ApiRequest) -> Response:
         username = request.query_params().get("username")

@@ -10,6 +10,8 @@ Routes, with request and reply bodies in JSON:
     PUT    /_emulator/recipient-failures {"number": "+254...", "status": "UserInBlacklist"}
     DELETE /_emulator/recipient-failures {"number": "+254..."}, or no body for all
     POST   /_emulator/http-faults       {"count": 3, "status": 500, "scope": "messaging"}
+    PUT    /_emulator/http-fault-rate   {"rate": 0.05, "status": 500, "scope": "messaging",
+                                         "seed": 7}; rate 0 stops it
     POST   /_emulator/delays            {"count": 1, "seconds": 2.0, "scope": "messaging"}
     PUT    /_emulator/delivery-plans    {"number": "+254...", "status": "Failed", ...}
     DELETE /_emulator/delivery-plans    {"number": "+254..."}, or no body for all
@@ -34,7 +36,13 @@ from retain_emulator.delivery import (
     redact_url,
 )
 from retain_emulator.http_types import ApiRequest, Response, json_response
-from retain_emulator.state import DelayFault, EmulatorState, HttpFault, plan_to_json
+from retain_emulator.state import (
+    DelayFault,
+    EmulatorState,
+    HttpFault,
+    HttpFaultRate,
+    plan_to_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,7 @@ class ControlApi:
             ("PUT", "/recipient-failures"): self._fail_recipient,
             ("DELETE", "/recipient-failures"): self._clear_recipient_failures,
             ("POST", "/http-faults"): self._add_http_fault,
+            ("PUT", "/http-fault-rate"): self._set_http_fault_rate,
             ("POST", "/delays"): self._add_delay,
             ("PUT", "/delivery-plans"): self._set_delivery_plan,
             ("DELETE", "/delivery-plans"): self._clear_delivery_plans,
@@ -156,6 +165,15 @@ class ControlApi:
             scope=_optional(body, "scope", str, "messaging"),
         )
         self._state.add_http_fault(fault)
+        return fault.to_json()
+
+    def _set_http_fault_rate(self, body: dict[str, Any]) -> dict[str, Any]:
+        fault = HttpFaultRate(
+            rate=float(_field(body, "rate", (int, float))),
+            status=_optional(body, "status", int, 500),
+            scope=_optional(body, "scope", str, "messaging"),
+        )
+        self._state.set_http_fault_rate(fault, _optional(body, "seed", int, None))
         return fault.to_json()
 
     def _add_delay(self, body: dict[str, Any]) -> dict[str, Any]:

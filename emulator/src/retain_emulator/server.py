@@ -1,7 +1,8 @@
 """The emulator server: a threaded HTTP/1.1 server with keep-alive on loopback.
 
-AfricasTalkingEmulator owns the account state, the AT API routes, the control API
-and the delivery-report workers, and runs the HTTP server in a background thread.
+AfricasTalkingEmulator owns the account state, the AT API routes, the control API,
+the delivery-report workers and the voice callback thread, and runs the HTTP server
+in a background thread.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from retain_emulator.at_api import ENDPOINTS, AtApi
 from retain_emulator.control import CONTROL_PREFIX, ControlApi
 from retain_emulator.delivery import DeliveryPlan, DeliveryReporter, redact_url
 from retain_emulator.http_types import ApiRequest, Response, text_response
-from retain_emulator.state import DelayFault, EmulatorState, HttpFault
+from retain_emulator.state import DelayFault, EmulatorState, HttpFault, HttpFaultRate
+from retain_emulator.voice import VoiceCalls
 from retain_emulator.wire import KENYA_MOBILE_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class AfricasTalkingEmulator:
-    """A loopback server that speaks AT's SMS API for tests and local runs.
+    """A loopback server that speaks AT's SMS and voice APIs for tests and local
+    runs.
 
     Point an AT client at `base_url` with the same username and API key, and it
     behaves as against the real service. Faults and delivery reports are set through
@@ -62,13 +65,15 @@ class AfricasTalkingEmulator:
         callback_backoff: float = 0.1,
         callback_timeout: float = 2.0,
         callback_workers: int = 4,
+        voice_callback_url: str | None = None,
     ) -> None:
         """Create a stopped emulator. Call start() or use it as a context manager.
 
         `sender_ids` lists the accepted `from` values, and None accepts any.
         The first `failing_requests` send requests fail with HTTP 500, and the
         first `delayed_requests` send requests wait `request_delay` seconds.
-        `report_delay` and the callback timings are in seconds.
+        `report_delay` and the callback timings are in seconds. Placed calls
+        POST their voice callbacks to `voice_callback_url`.
         """
         if not username:
             raise ValueError("username must not be empty")
@@ -99,7 +104,10 @@ class AfricasTalkingEmulator:
         )
         for number, plan in (delivery_plans or {}).items():
             self.state.set_delivery_plan(plan, number)
-        self._at_api = AtApi(username, api_key, self.state, self.reporter)
+        self.voice = VoiceCalls(
+            voice_callback_url, number_pattern, currency, callback_timeout
+        )
+        self._at_api = AtApi(username, api_key, self.state, self.reporter, self.voice)
         self._control = ControlApi(self.state, self.reporter)
         self._stopping = threading.Event()
         self._server: _EmulatorHTTPServer | None = None
@@ -138,6 +146,7 @@ class AfricasTalkingEmulator:
         self._address = (str(host), int(port))
         self._server = server
         self.reporter.start()
+        self.voice.start()
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -165,6 +174,7 @@ class AfricasTalkingEmulator:
         if self._thread is not None:
             self._thread.join(5.0)
         self.reporter.stop()
+        self.voice.stop()
         self._server = None
         self._thread = None
         logger.info("AT emulator on %s stopped", self.base_url)
@@ -221,6 +231,17 @@ class AfricasTalkingEmulator:
         """Fail the next `count` requests in `scope` with HTTP `status`."""
         self.state.add_http_fault(HttpFault(count, status, scope))
 
+    def fail_requests_at_rate(
+        self,
+        rate: float,
+        status: int = 500,
+        scope: str = "messaging",
+        seed: int | None = None,
+    ) -> None:
+        """Fail each later request in `scope` with HTTP `status` with probability
+        `rate`, from 0 to 1, after the counted faults; rate 0 stops it."""
+        self.state.set_http_fault_rate(HttpFaultRate(rate, status, scope), seed)
+
     def delay_next_requests(
         self, count: int, seconds: float, scope: str = "messaging"
     ) -> None:
@@ -237,10 +258,15 @@ class AfricasTalkingEmulator:
     def set_callback_url(self, url: str | None) -> None:
         self.reporter.set_callback_url(url)
 
+    def set_voice_callback_url(self, url: str | None) -> None:
+        self.voice.set_callback_url(url)
+
     def reset(self) -> None:
-        """Restore the initial balance and clear faults, plans, messages and reports."""
+        """Restore the initial balance and clear faults, plans, messages,
+        reports and calls."""
         self.state.reset()
         self.reporter.clear_records()
+        self.voice.clear_records()
 
     # Read API
 
@@ -262,6 +288,15 @@ class AfricasTalkingEmulator:
     def wait_for_reports(self, timeout: float = 5.0) -> bool:
         """Block until no delivery report is pending. Return False on timeout."""
         return self.reporter.wait_idle(timeout)
+
+    def voice_calls(self) -> list[dict[str, Any]]:
+        """Return every placed call with the app's response to its isActive=1
+        callback."""
+        return self.voice.records()
+
+    def wait_for_voice_calls(self, timeout: float = 5.0) -> bool:
+        """Block until every placed call had its callbacks. False on timeout."""
+        return self.voice.wait_idle(timeout)
 
     # Request routing, called from the handler threads
 
@@ -346,6 +381,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "retain-at-emulator/0.1"
     # Seconds an idle kept-alive connection stays open.
     timeout = 60
+    # A reply goes out as two writes, headers then body. With Nagle's
+    # algorithm on, the body waits for the client's delayed ACK of the
+    # headers, about 40 ms on Linux, which capped one connection at about
+    # 22 requests per second.
+    disable_nagle_algorithm = True
     server: _EmulatorHTTPServer
 
     def setup(self) -> None:

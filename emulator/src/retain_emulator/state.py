@@ -7,6 +7,7 @@ balance debit of a multi-recipient send is atomic.
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import threading
@@ -28,8 +29,8 @@ from retain_emulator.wire import (
 )
 
 # Request scopes that a fault applies to: the send endpoint, the user data endpoint,
-# or every AT API endpoint. The control API under /_emulator is never faulted.
-FAULT_SCOPES = ("messaging", "user", "all")
+# the voice call endpoint, or every AT API endpoint. The control API under /_emulator is never faulted.
+FAULT_SCOPES = ("messaging", "user", "voice", "all")
 
 
 @dataclass
@@ -57,6 +58,27 @@ class DelayFault:
             "remaining": self.remaining,
             "seconds": self.seconds,
             "scope": self.scope,
+        }
+
+
+@dataclass
+class HttpFaultRate:
+    """Fail each request in `scope` with HTTP `status` with probability `rate`.
+
+    `injected` counts the requests failed so far.
+    """
+
+    rate: float
+    status: int = 500
+    scope: str = "messaging"
+    injected: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "status": self.status,
+            "scope": self.scope,
+            "injected": self.injected,
         }
 
 
@@ -151,6 +173,8 @@ class EmulatorState:
         self._recipient_failures: dict[str, tuple[str, int]] = {}
         self._http_faults: list[HttpFault] = []
         self._delay_faults: list[DelayFault] = []
+        self._fault_rate: HttpFaultRate | None = None
+        self._random = random.Random()
         self._accepted: list[AcceptedMessage] = []
         self._rejected: list[dict[str, Any]] = []
         self._receive_counts: Counter[str] = Counter()
@@ -200,12 +224,25 @@ class EmulatorState:
         validate_scope(fault.scope)
         if fault.remaining < 1:
             raise ValueError(f"count must be 1 or more, got {fault.remaining}")
-        if not 400 <= fault.status <= 599:
-            raise ValueError(
-                f"status must be an HTTP error from 400 to 599, got {fault.status}"
-            )
+        _check_error_status(fault.status)
         with self._lock:
             self._http_faults.append(fault)
+
+    def set_http_fault_rate(
+        self, fault: HttpFaultRate | None, seed: int | None = None
+    ) -> None:
+        """Fail a random share of requests from now on; None or rate 0 stops it.
+
+        `seed` makes the choice of failed requests repeatable.
+        """
+        if fault is not None:
+            validate_scope(fault.scope)
+            if not 0.0 <= fault.rate <= 1.0:
+                raise ValueError(f"rate must be from 0 to 1, got {fault.rate}")
+            _check_error_status(fault.status)
+        with self._lock:
+            self._fault_rate = fault if fault is not None and fault.rate else None
+            self._random = random.Random(seed)
 
     def add_delay_fault(self, fault: DelayFault) -> None:
         validate_scope(fault.scope)
@@ -223,10 +260,21 @@ class EmulatorState:
         return 0.0 if fault is None else fault.seconds
 
     def take_http_fault(self, endpoint: str) -> int | None:
-        """Consume one matching HTTP fault and return its status, or None."""
+        """Consume one matching HTTP fault and return its status, or None.
+
+        Counted faults come first, then the fault rate draws.
+        """
         with self._lock:
             fault = _take_fault(self._http_faults, endpoint)
-        return None if fault is None else fault.status
+            if fault is not None:
+                return fault.status
+            rated = self._fault_rate
+            if rated is None or rated.scope not in ("all", endpoint):
+                return None
+            if self._random.random() >= rated.rate:
+                return None
+            rated.injected += 1
+            return rated.status
 
     # Delivery plans
 
@@ -363,6 +411,9 @@ class EmulatorState:
                 },
                 "httpFaults": [fault.to_json() for fault in self._http_faults],
                 "delays": [fault.to_json() for fault in self._delay_faults],
+                "httpFaultRate": (
+                    None if self._fault_rate is None else self._fault_rate.to_json()
+                ),
                 "deliveryPlans": {
                     number: plan_to_json(plan) for number, plan in self._plans.items()
                 },
@@ -378,6 +429,7 @@ class EmulatorState:
             self._recipient_failures.clear()
             self._http_faults.clear()
             self._delay_faults.clear()
+            self._fault_rate = None
             self._accepted.clear()
             self._rejected.clear()
             self._receive_counts.clear()
@@ -392,6 +444,11 @@ def plan_to_json(plan: DeliveryPlan) -> dict[str, Any]:
         "networkCode": plan.network_code,
         "retryCount": plan.retry_count,
     }
+
+
+def _check_error_status(status: int) -> None:
+    if not 400 <= status <= 599:
+        raise ValueError(f"status must be an HTTP error from 400 to 599, got {status}")
 
 
 def _take_fault(faults: list[FaultT], endpoint: str) -> FaultT | None:

@@ -48,10 +48,12 @@ class FakeCustomer:
 
 @dataclass
 class FakeUser(user_pb2_grpc.UserServiceServicer):
-    """Customers with marketing SMS consent, and the opt-outs received."""
+    """Customers with marketing SMS consent, the opt-outs received, and admin
+    phone numbers by email."""
 
     customers: dict[int, FakeCustomer] = field(default_factory=dict)
     consented: set[int] = field(default_factory=set)
+    admin_phones: dict[str, str] = field(default_factory=dict)
     opt_outs: list[user_pb2.RecordOptOutRequest] = field(default_factory=list)
     opt_ins: list[user_pb2.RecordOptInRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,6 +118,33 @@ class FakeUser(user_pb2_grpc.UserServiceServicer):
             self.consented.difference_update(affected)
         return user_pb2.RecordOptOutResponse(affected_customer_ids=affected)
 
+    async def GetAdminContact(self, request, context):
+        if request.email not in self.admin_phones:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no admin has this email")
+        return user_pb2.GetAdminContactResponse(
+            admin_id=1,
+            email=request.email,
+            phone_number=self.admin_phones[request.email],
+        )
+
+    async def LookupPhoneNumber(self, request, context):
+        with self.lock:
+            found = sorted(
+                (c for c in self.customers.values() if c.phone == request.phone_number),
+                key=lambda c: c.customer_id,
+            )
+        return user_pb2.LookupPhoneNumberResponse(
+            customers=[
+                user_pb2.PhoneNumberCustomer(
+                    customer_id=c.customer_id,
+                    language=c.language,
+                    vertical=c.vertical,
+                    fictitious=c.fictitious,
+                )
+                for c in found
+            ]
+        )
+
     async def RecordOptIn(self, request, context):
         with self.lock:
             self.opt_ins.append(request)
@@ -177,10 +206,19 @@ class FakeInference(inference_pb2_grpc.InferenceServiceServicer):
 
 @dataclass
 class FakeEvents(events_pb2_grpc.EventsServiceServicer):
-    """Event counts and spend per customer, whatever the window."""
+    """Event counts and spend per customer, whatever the window, and the events
+    ingested, kept once per event id as the events service does."""
 
     activity: dict[int, tuple[int, int]] = field(default_factory=dict)
     requests: list[events_pb2.GetCustomerActivityRequest] = field(default_factory=list)
+    ingested: dict[str, events_pb2.Event] = field(default_factory=dict)
+
+    async def IngestEvents(self, request, context):
+        new = [e for e in request.events if e.event_id not in self.ingested]
+        self.ingested.update((e.event_id, e) for e in new)
+        return events_pb2.IngestEventsResponse(
+            accepted_count=len(new), duplicate_count=len(request.events) - len(new)
+        )
 
     async def GetCustomerActivity(self, request, context):
         self.requests.append(request)
@@ -200,7 +238,14 @@ _PEERS = {
     "user": (
         "retain.user.v1.UserService",
         user_pb2_grpc.add_UserServiceServicer_to_server,
-        ["CheckConsents", "GetContacts", "RecordOptOut", "RecordOptIn"],
+        [
+            "CheckConsents",
+            "GetContacts",
+            "RecordOptOut",
+            "RecordOptIn",
+            "GetAdminContact",
+            "LookupPhoneNumber",
+        ],
     ),
     "inference": (
         "retain.inference.v1.InferenceService",
@@ -210,7 +255,7 @@ _PEERS = {
     "events": (
         "retain.events.v1.EventsService",
         events_pb2_grpc.add_EventsServiceServicer_to_server,
-        ["GetCustomerActivity"],
+        ["GetCustomerActivity", "IngestEvents"],
     ),
 }
 

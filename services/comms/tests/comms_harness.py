@@ -1,15 +1,20 @@
 """The comms test stack: server, worker, peer doubles, AT emulator and a
 stand-in for Envoy's callback routes.
+
+``open_stack`` starts it on a PostgreSQL database and a Redis the caller owns,
+for the ``stack`` fixture, the fault tests and ``bench/sms.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,22 +22,31 @@ from urllib.parse import parse_qs, urlsplit
 
 import dramatiq
 import grpc
-from comms_doubles import FakeCustomer, FakeEvents, FakeInference, FakeUser
+from comms_doubles import (
+    FakeCustomer,
+    FakeEvents,
+    FakeInference,
+    FakeUser,
+    serve_double,
+)
 from google.api import httpbody_pb2
 from retain.comms.v1 import comms_pb2, comms_pb2_grpc
 from retain.type.v1 import channel_pb2
+from retain_comms import server
 from retain_comms.server import Service
 from retain_comms.settings import CommsSettings
 from retain_comms.worker import create_worker
 from retain_emulator import AfricasTalkingEmulator
 from retain_runtime.certs import CertPaths
 from retain_runtime.clock import NAIROBI, Clock
-from retain_runtime.credentials import sync_channel
+from retain_runtime.credentials import aio_channel, sync_channel
 from retain_runtime.money import kes
 
 SECRET = "callback-secret-for-tests"
 USERNAME = "sandbox"
 API_KEY = "emulator-key"
+# The AT number voice calls come from.
+AT_VOICE_NUMBER = "+254711082000"
 # Tuesday 10:00 in Nairobi, inside the default 07:00-19:00 send window.
 MORNING = dt.datetime(2024, 3, 5, 10, 0, tzinfo=NAIROBI)
 FINAL = {
@@ -45,13 +59,16 @@ FINAL = {
 
 
 class CallbackBridge:
-    """Does Envoy's job for AT callbacks: a form POST to /delivery or
-    /inbound becomes the gRPC callback with the body as HttpBody, sent with
-    the envoy certificate."""
+    """Does Envoy's job for AT callbacks: a form POST to one of ROUTES becomes
+    the gRPC callback with the body as HttpBody, sent with the envoy
+    certificate, and an HttpBody reply becomes the HTTP reply's body."""
 
     ROUTES: ClassVar[dict[str, tuple[str, Any]]] = {
         "/delivery": ("ReceiveDeliveryReport", comms_pb2.ReceiveDeliveryReportRequest),
         "/inbound": ("ReceiveInboundSms", comms_pb2.ReceiveInboundSmsRequest),
+        "/optout": ("ReceiveBulkOptOut", comms_pb2.ReceiveBulkOptOutRequest),
+        "/ussd": ("ReceiveUssd", comms_pb2.ReceiveUssdRequest),
+        "/voice": ("ReceiveVoiceEvent", comms_pb2.ReceiveVoiceEventRequest),
     }
 
     def __init__(self, cert_dir: Path) -> None:
@@ -86,18 +103,26 @@ class CallbackBridge:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 url = urlsplit(self.path)
                 secret = parse_qs(url.query).get("secret", [""])[0]
-                self.send_response(bridge.forward(url.path, secret, body))
-                self.send_header("Content-Length", "0")
+                status, reply = bridge.forward(url.path, secret, body)
+                self.send_response(status)
+                if reply is not None:
+                    self.send_header("Content-Type", reply.content_type)
+                data = b"" if reply is None else reply.data
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         return Handler
 
-    def forward(self, route: str, secret: str, body: bytes) -> int:
+    def forward(
+        self, route: str, secret: str, body: bytes
+    ) -> tuple[int, httpbody_pb2.HttpBody | None]:
+        """Call the route's RPC; return the HTTP status and any HttpBody reply."""
         if self.stub is None or route not in self.ROUTES:
-            return 404
+            return 404, None
         method, request_type = self.ROUTES[route]
         request = request_type(
             secret=secret,
@@ -106,11 +131,11 @@ class CallbackBridge:
             ),
         )
         try:
-            getattr(self.stub, method)(request, timeout=5)
+            reply = getattr(self.stub, method)(request, timeout=5)
         except grpc.RpcError as error:
             denied = error.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
-            return 403 if denied else 500
-        return 200
+            return (403 if denied else 500), None
+        return 200, reply if isinstance(reply, httpbody_pb2.HttpBody) else None
 
 
 @dataclass
@@ -126,6 +151,8 @@ class Stack:
     events: FakeEvents
     emulator: AfricasTalkingEmulator
     bridge: CallbackBridge
+    # environ is what the settings were read from; worker processes get it too.
+    environ: dict[str, str] = field(default_factory=dict)
     worker: dramatiq.Worker | None = None
 
     def add_customers(
@@ -199,6 +226,95 @@ class Stack:
             return messages if all(m.state in FINAL for m in messages) else None
 
         return await eventually(all_final, timeout)
+
+
+def comms_environment(
+    database_url: str, cert_dir: Path, redis_url: str, at_base_url: str
+) -> dict[str, str]:
+    return {
+        "RETAIN_COMMS_PORT": "0",
+        "RETAIN_COMMS_DATABASE_URL": database_url,
+        "RETAIN_CERT_DIR": str(cert_dir),
+        "RETAIN_REDIS_URL": redis_url,
+        "RETAIN_COMMS_QUEUE_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "AT_BASE_URL": at_base_url,
+        "AT_USERNAME": USERNAME,
+        "AT_API_KEY": API_KEY,
+        "RETAIN_AT_CALLBACK_SECRET": SECRET,
+        "AT_TIMEOUT_SECONDS": "2",
+        "RETAIN_WORKER_THREADS": "4",
+        "RETAIN_COMMS_SWEEP_SECONDS": "0.2",
+        "AT_VOICE_BASE_URL": at_base_url,
+        "AT_VOICE_NUMBER": AT_VOICE_NUMBER,
+    }
+
+
+@contextlib.asynccontextmanager
+async def open_stack(
+    database_url: str,
+    cert_dir: Path,
+    redis_url: str,
+    overrides: Mapping[str, str] | None = None,
+) -> AsyncIterator[Stack]:
+    """Start a comms server with its peer doubles, emulator and bridge; the
+    clock starts at MORNING. overrides replace variables of comms_environment."""
+    user, inference, events = FakeUser(), FakeInference(), FakeEvents()
+    doubles = {
+        name: await serve_double(name, servicer, cert_dir)
+        for name, servicer in (
+            ("user", user),
+            ("inference", inference),
+            ("events", events),
+        )
+    }
+    bridge = CallbackBridge(cert_dir)
+    bridge.start()
+    emulator = AfricasTalkingEmulator(
+        USERNAME,
+        API_KEY,
+        bridge.url("/delivery"),
+        voice_callback_url=bridge.url("/voice"),
+    )
+    emulator.start()
+
+    environ = comms_environment(database_url, cert_dir, redis_url, emulator.base_url)
+    environ.update(
+        {
+            f"RETAIN_{name.upper()}_TARGET": f"127.0.0.1:{d.port}"
+            for name, d in doubles.items()
+        }
+    )
+    environ.update(overrides or {})
+    settings = CommsSettings.from_env(environ)
+    await asyncio.to_thread(server.prepare_database, database_url)
+    clock = Clock.starting_at(MORNING)
+    service = await server.start(settings, clock)
+    bridge.connect(service.port)
+    channel = aio_channel(
+        f"127.0.0.1:{service.port}", CertPaths.in_directory(cert_dir, "operator")
+    )
+    stack = Stack(
+        settings=settings,
+        service=service,
+        clock=clock,
+        comms=comms_pb2_grpc.CommsServiceStub(channel),
+        user=user,
+        inference=inference,
+        events=events,
+        emulator=emulator,
+        bridge=bridge,
+        environ=environ,
+    )
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop_worker)
+        await channel.close()
+        await service.stop(0)
+        emulator.stop()
+        bridge.stop()
+        for running in doubles.values():
+            await running.stop(0)
 
 
 def campaign_spec(**overrides: Any) -> comms_pb2.CampaignSpec:

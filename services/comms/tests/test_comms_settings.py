@@ -53,3 +53,23 @@ def test_bad_value_names_the_variable(variable: str, value: str) -> None:
         CommsSettings.from_env({**BASE, variable: value})
 
     assert caught.value.variable == variable
+
+
+def test_voice_defaults_to_real_voice_host() -> None:
+    settings = CommsSettings.from_env(BASE)
+
+    assert settings.at_voice_base_url == "https://voice.africastalking.com"
+    assert settings.at_voice_number == ""
+
+
+def test_voice_follows_emulator_base_url() -> None:
+    settings = CommsSettings.from_env({**BASE, "AT_BASE_URL": "http://127.0.0.1:8090/"})
+
+    assert settings.at_voice_base_url == "http://127.0.0.1:8090"
+
+
+def test_invalid_voice_url_names_variable() -> None:
+    with pytest.raises(SettingsError) as caught:
+        CommsSettings.from_env({**BASE, "AT_VOICE_BASE_URL": "voice.africastalking"})
+
+    assert "AT_VOICE_BASE_URL" in str(caught.value)

@@ -44,6 +44,19 @@ async def test_lost_queue_messages_are_enqueued_again(stack: Stack) -> None:
     assert stack.emulator.receive_counts() == {phone_of(c): 1 for c in range(1, 4)}
 
 
+async def test_waiting_sends_are_not_enqueued_again(stack: Stack) -> None:
+    stack.add_customers(range(1, 4))
+    await stack.launch(holdout_share=0.0)
+    queue = SendQueue(stack.service.broker)
+
+    # No worker runs, so the three sends wait in the queue past the requeue
+    # time, which a re-enqueue would double.
+    stack.clock.advance(stack.settings.requeue_after_seconds + 1)
+    await stack.service.sweeper.sweep()
+
+    assert await asyncio.to_thread(queue.waiting) == 3
+
+
 async def test_missing_final_report_becomes_delivery_unknown(stack: Stack) -> None:
     stack.emulator.set_callback_url(None)
     stack.add_customers([1])

@@ -15,14 +15,16 @@ REQUESTS: dict[str, Message] = {
         events=[event("e1", 1, utc(2025, 1, 1))]
     ),
     "ListSequences": events_pb2.ListSequencesRequest(),
+    "CountSequences": events_pb2.CountSequencesRequest(),
     "GetCustomerActivity": events_pb2.GetCustomerActivityRequest(customer_ids=[1]),
     "GetEventStats": events_pb2.GetEventStatsRequest(),
     "DeleteCustomerEvents": events_pb2.DeleteCustomerEventsRequest(customer_id=1),
 }
 
 ALLOWED = {
-    "IngestEvents": {"operator", "envoy"},
+    "IngestEvents": {"operator", "envoy", "comms"},
     "ListSequences": {"inference", "operator"},
+    "CountSequences": {"inference", "operator"},
     "GetCustomerActivity": {"inference", "comms", "operator"},
     "GetEventStats": {"operator", "envoy"},
     "DeleteCustomerEvents": {"user", "operator"},

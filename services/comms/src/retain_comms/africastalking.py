@@ -1,5 +1,5 @@
-"""A client of Africa's Talking's SMS API, the same for the emulator and the
-real service.
+"""A client of Africa's Talking's SMS and voice APIs, the same for the
+emulator and the real service.
 
 Errors:
 
@@ -7,9 +7,10 @@ ProviderError            the provider did not take the message: nothing was sent
  +-- ProviderUnavailable  connection failures or HTTP 5xx on every attempt
  +-- ProviderRejected     HTTP 4xx, for example wrong credentials
 
-A send that may have reached the provider (a read timeout or a dropped
-connection after the request went out) is never retried: it returns the
-UNKNOWN outcome, because a message lost is better than a message sent twice.
+A send or call that may have reached the provider is never retried, such as
+one that timed out reading the reply or lost its connection after the request
+went out. It returns the UNKNOWN outcome, because a message lost is better
+than a message sent twice.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # Recipient statuses meaning the provider took the message: 100 Processed,
 # 101 Success (documented as "Sent"), 102 Queued.
 _ACCEPTED = frozenset({"Processed", "Success", "Sent", "Queued"})
+
+# The voice API's status of a call it accepted and will place.
+_CALL_QUEUED = "Queued"
 
 # Errors raised before any byte of the request reached the provider.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -56,6 +60,17 @@ class SendResult:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class CallResult:
+    """The provider's verdict on one voice call: SUBMITTED once it is queued."""
+
+    outcome: Outcome
+    provider_status: str = ""
+    # session_id is AT's sessionId, which the voice callbacks of the call carry.
+    session_id: str = ""
+    reason: str = ""
+
+
 class ProviderError(Exception):
     """Raised when the provider did not take the request; nothing was sent."""
 
@@ -69,7 +84,12 @@ class ProviderRejected(ProviderError):
 
 
 class AfricasTalkingClient:
-    """Sends SMS and reads the balance over HTTPS with retries and timeouts."""
+    """Sends SMS, places voice calls and reads the balance over HTTPS with
+    retries and timeouts.
+
+    Voice calls go to voice_base_url, a host apart from the SMS API, from the
+    AT phone number voice_number.
+    """
 
     def __init__(
         self,
@@ -80,8 +100,13 @@ class AfricasTalkingClient:
         timeout_seconds: float = 10.0,
         max_attempts: int = 3,
         backoff_seconds: float = 0.5,
+        *,
+        voice_base_url: str = "",
+        voice_number: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.voice_base_url = voice_base_url.rstrip("/")
+        self.voice_number = voice_number
         self.username = username
         self.sender_id = sender_id
         self.max_attempts = max_attempts
@@ -127,10 +152,45 @@ class AfricasTalkingClient:
         except (ValueError, KeyError, TypeError, InvalidArgument) as error:
             raise ProviderUnavailable(f"balance reply is malformed: {error}") from None
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def call(self, phone_number: str) -> CallResult:
+        """Ask AT to call one number from the voice number and return its verdict.
+
+        The text read in the call comes later, from the response to the voice
+        callback.
+        Raises ProviderRejected when no voice number or voice URL is set.
+        """
+        if not self.voice_number or not self.voice_base_url:
+            raise ProviderRejected(
+                "no voice number or voice API URL is set; set AT_VOICE_NUMBER "
+                "and AT_VOICE_BASE_URL"
+            )
+        form = {
+            "username": self.username,
+            "from": self.voice_number,
+            "to": phone_number,
+        }
+        try:
+            response = await self._request(
+                "POST", "/call", data=form, base_url=self.voice_base_url
+            )
+        except httpx.TransportError as error:
+            log.warning(
+                "Call to %s has an unknown outcome after %s",
+                mask_phone(phone_number),
+                type(error).__name__,
+            )
+            return CallResult(
+                Outcome.UNKNOWN, reason=f"{type(error).__name__} after call"
+            )
+        _raise_for_client_error(response)
+        return _parse_call_reply(response, phone_number)
+
+    async def _request(
+        self, method: str, path: str, *, base_url: str = "", **kwargs: Any
+    ) -> httpx.Response:
         """Make one request, retrying connection failures and HTTP 5xx with
-        exponential backoff and jitter."""
-        url = self.base_url + path
+        exponential backoff and jitter. base_url defaults to the SMS API."""
+        url = (base_url or self.base_url) + path
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = await self._http.request(method, url, **kwargs)
@@ -177,6 +237,31 @@ def _parse_send_reply(response: httpx.Response, phone_number: str) -> SendResult
         # AT reports a request-wide problem, such as InvalidSenderId, this way.
         return SendResult(Outcome.FAILED, provider_status=summary, reason=summary)
     return _recipient_result(recipients[0])
+
+
+def _parse_call_reply(response: httpx.Response, phone_number: str) -> CallResult:
+    """Read the entry of one number from a 2xx call reply."""
+    try:
+        data = response.json()
+        entries = data.get("entries") or []
+        entry = dict(entries[0]) if entries else {}
+        error_message = str(data.get("errorMessage") or "")
+    except (ValueError, AttributeError, TypeError):
+        log.warning("Call reply for %s is not AT's JSON", mask_phone(phone_number))
+        return CallResult(Outcome.UNKNOWN, reason="unreadable call reply")
+    if not entry:
+        # AT reports a request-wide problem, such as an unknown from number.
+        return CallResult(
+            Outcome.FAILED, provider_status=error_message, reason=error_message
+        )
+    status = str(entry.get("status", ""))
+    if status != _CALL_QUEUED:
+        return CallResult(Outcome.FAILED, provider_status=status, reason=status)
+    return CallResult(
+        Outcome.SUBMITTED,
+        provider_status=status,
+        session_id=str(entry.get("sessionId", "")),
+    )
 
 
 def _recipient_result(recipient: dict[str, Any]) -> SendResult:

@@ -1,4 +1,7 @@
-"""Africa's Talking callbacks: delivery reports and inbound SMS.
+"""Africa's Talking callbacks: delivery reports, inbound SMS and bulk opt-outs.
+
+The USSD survey (ussd.py) and voice responses (voice.py) are callbacks too and
+check the same secret.
 
 Each callback checks the shared secret first, with a constant-time compare,
 so a caller without it learns nothing and changes nothing. Bodies are the
@@ -43,8 +46,26 @@ def parse_form(body: bytes) -> dict[str, str]:
     return fields
 
 
+async def customers_of_number(
+    peers: Peers, raw_phone: str
+) -> list[user_pb2.PhoneNumberCustomer]:
+    """Return the customers who share a number; none for an unreadable number."""
+    try:
+        phone = normalise_phone(raw_phone, "phoneNumber")
+    except InvalidArgument:
+        log.warning("A callback names an unreadable number %s", mask_phone(raw_phone))
+        return []
+    reply = await call_peer(
+        peers.user.LookupPhoneNumber,
+        user_pb2.LookupPhoneNumberRequest(phone_number=phone),
+        "user.LookupPhoneNumber",
+    )
+    return list(reply.customers)
+
+
 class Callbacks:
-    """Applies delivery reports and inbound SMS to the ledger and to consent."""
+    """Applies delivery reports, inbound SMS and bulk opt-outs to the ledger
+    and to consent."""
 
     def __init__(
         self, store: Store, ledger: Ledger, peers: Peers, clock: Clock, secret: str
@@ -73,13 +94,31 @@ class Callbacks:
         report_id = await self._store_report(form, now)
         message = await self.ledger.find_by_provider_id(provider_id)
         if message is None:
-            # The worker applies it once it records the send, if it ever does.
+            await self._test_message_report(report_id, form, now)
+            return
+        await reports.apply_report(
+            self.ledger, message.message_id, status, form.get("failureReason", ""), now
+        )
+        await self.ledger.mark_applied(report_id)
+
+    async def _test_message_report(
+        self, report_id: int, form: dict[str, str], now: dt.datetime
+    ) -> None:
+        """Apply a report to a test message, or leave it waiting for a send."""
+        provider_id = form["id"]
+        if await self.store.find_test_message(provider_id) is None:
+            # The worker, or a test send, applies it once it records the send,
+            # if it ever does.
             log.info(
                 "Delivery report %d names unknown message %s", report_id, provider_id
             )
             return
-        await reports.apply_report(
-            self.ledger, message.message_id, status, form.get("failureReason", ""), now
+        await reports.apply_test_report(
+            self.store,
+            provider_id,
+            form.get("status", ""),
+            form.get("failureReason", ""),
+            now,
         )
         await self.ledger.mark_applied(report_id)
 
@@ -141,6 +180,42 @@ class Callbacks:
             mask_phone(phone),
             action,
             "" if stored else " (repeat)",
+        )
+
+    async def bulk_opt_out(self, body: bytes) -> None:
+        """Opt a number out of SMS after it opted out of an alphanumeric sender id.
+
+        AT posts senderId and phoneNumber. A repeat is harmless, because the
+        user service records an opt-out of a number that opted out already as
+        a no-op. An unreadable number is logged and dropped, since AT would
+        only post it again.
+        """
+        form = parse_form(body)
+        sender_id = form.get("senderId", "")[:40]
+        try:
+            phone = normalise_phone(form.get("phoneNumber", ""), "phoneNumber")
+        except InvalidArgument:
+            log.warning(
+                "Ignored a bulk opt-out from sender id %r with an unreadable number",
+                sender_id,
+            )
+            return
+        reply = await call_peer(
+            self.peers.user.RecordOptOut,
+            user_pb2.RecordOptOutRequest(
+                phone_number=phone,
+                channel=channel_pb2.CHANNEL_SMS,
+                source=user_pb2.CONSENT_SOURCE_PROVIDER_OPT_OUT,
+                evidence=f"Africa's Talking bulk opt-out of sender id {sender_id}",
+            ),
+            "user.RecordOptOut",
+        )
+        log.info(
+            "Bulk opt-out of %s from sender id %r: customers %s%s",
+            mask_phone(phone),
+            sender_id,
+            list(reply.affected_customer_ids),
+            " (already opted out)" if reply.already_opted_out else "",
         )
 
     async def _opt_out(self, phone: str, keyword: str) -> list[int]:

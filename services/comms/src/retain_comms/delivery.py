@@ -202,6 +202,9 @@ class Deliverer:
                 attempt_count=1,
             )
         else:
+            # The opt-out is recorded first, so a final ledger row implies it.
+            if result.outcome is Outcome.BLACKLISTED:
+                await self._record_blacklist(contact)
             await self._finish(
                 message.message_id,
                 MessageState.FAILED,
@@ -209,8 +212,6 @@ class Deliverer:
                 provider_status=result.provider_status,
                 attempt_count=1,
             )
-            if result.outcome is Outcome.BLACKLISTED:
-                await self._record_blacklist(contact)
 
     async def _record_submitted(self, message_id: int, result: SendResult) -> None:
         now = self.clock.now()

@@ -147,6 +147,17 @@ class Ledger:
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).all()
 
+    async def templates_of(self, campaign_id: int) -> list[tuple[str, str]]:
+        """Return the distinct (language, template) pairs of a campaign's messages."""
+        query = (
+            sa.select(messages.c.language, messages.c.template)
+            .where(messages.c.campaign_id == campaign_id)
+            .distinct()
+            .order_by(messages.c.language, messages.c.template)
+        )
+        async with self.engine.connect() as conn:
+            return [(row[0], row[1]) for row in (await conn.execute(query)).all()]
+
     async def state_counts(self, campaign_id: int) -> dict[MessageState, int]:
         query = (
             sa.select(messages.c.state, sa.func.count())

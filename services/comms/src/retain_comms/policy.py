@@ -36,9 +36,6 @@ _ADMIN_METHODS = (
     "ListInboundMessages",
 )
 
-# ReceiveBulkOptOut, ReceiveUssd and ReceiveVoiceEvent are not implemented
-# yet. They are listed already, so Envoy gets UNIMPLEMENTED rather than
-# PERMISSION_DENIED now and needs no policy change later.
 _CALLBACK_METHODS = (
     "ReceiveDeliveryReport",
     "ReceiveInboundSms",

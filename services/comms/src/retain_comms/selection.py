@@ -78,6 +78,8 @@ class Selection:
     capped: list[int] = field(default_factory=list)
     treated: list[Recipient] = field(default_factory=list)
     control: list[int] = field(default_factory=list)
+    # templates are the texts inference wrote, by segment key.
+    templates: dict[str, inference_pb2.MessageTemplate] = field(default_factory=dict)
     messages: list[PlannedMessage] = field(default_factory=list)
 
     def counts(self) -> comms_pb2.CampaignCounts:
@@ -141,8 +143,10 @@ class Selector:
             ),
             key=lambda r: (-r.churn_probability, r.customer_id),
         )
-        templates = await self._compose(selection.treated, spec)
-        selection.messages = self._plan(selection.treated, templates, spec, now)
+        selection.templates = await self.compose(selection.treated, spec)
+        selection.messages = self._plan(
+            selection.treated, selection.templates, spec, now
+        )
         log.info(
             "Selected for campaign %d from run %d: %s",
             campaign_id,
@@ -225,10 +229,11 @@ class Selector:
         capped = set(selection.capped)
         return [c for c in customer_ids if c not in capped]
 
-    async def _compose(
+    async def compose(
         self, treated: Sequence[Recipient], spec: comms_pb2.CampaignSpec
     ) -> dict[str, inference_pb2.MessageTemplate]:
-        """Ask inference for one template per language and vertical."""
+        """Ask inference for one template per language and vertical, keyed by
+        segment key."""
         groups: dict[str, list[Recipient]] = collections.defaultdict(list)
         for recipient in treated:
             groups[segment_key(recipient)].append(recipient)
@@ -287,14 +292,13 @@ class Selector:
 
     def _priced(self, recipient: Recipient, template: str) -> PlannedMessage:
         """Return a SUPPRESSED message with the template's parts and cost."""
-        longest = sms.longest_fill(template)
-        segments = sms.segment_count(longest)
+        encoding, segments = sms.template_parts(template)
         return PlannedMessage(
             customer_id=recipient.customer_id,
             state=MessageState.SUPPRESSED,
             language=recipient.language,
             template=template,
-            encoding=sms.encoding_of(longest),
+            encoding=encoding,
             segments=segments,
             estimated_cost_micros=segments * self.unit_price_micros,
         )
@@ -340,10 +344,15 @@ def segment_key(recipient: Recipient) -> str:
     return f"{recipient.language}-{vertical.lower()}"
 
 
+def language_code(language: int) -> str:
+    """Return "sw" for LANGUAGE_SW and "en" for every other value."""
+    return "sw" if language == user_pb2.LANGUAGE_SW else "en"
+
+
 def _recipient(
     customer: user_pb2.ConsentedCustomer, probability: float, reason_code: str
 ) -> Recipient:
-    language = "sw" if customer.language == user_pb2.LANGUAGE_SW else "en"
+    language = language_code(customer.language)
     return Recipient(
         customer.customer_id, probability, language, customer.vertical, reason_code
     )

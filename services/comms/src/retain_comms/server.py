@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import redis.asyncio
 from dramatiq.brokers.redis import RedisBroker
 from retain.comms.v1 import comms_pb2_grpc
 from retain_runtime import db
@@ -24,6 +25,7 @@ from retain_comms.campaigns import Campaigns
 from retain_comms.ledger import Ledger
 from retain_comms.peers import Peers
 from retain_comms.policy import POLICY, SERVICE
+from retain_comms.previews import Previews
 from retain_comms.queue import SendQueue, create_broker
 from retain_comms.results import Results
 from retain_comms.selection import Selector
@@ -31,7 +33,9 @@ from retain_comms.servicer import CommsServicer
 from retain_comms.settings import CommsSettings
 from retain_comms.store import Store
 from retain_comms.sweeper import Sweeper
+from retain_comms.ussd import UssdSurvey
 from retain_comms.validators import VALIDATORS
+from retain_comms.voice import VoiceResponder
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ class Service:
     broker: RedisBroker
     sweeper: Sweeper
     sweeper_task: asyncio.Task[None]
+    # ussd_redis keeps the state of USSD sessions.
+    ussd_redis: redis.asyncio.Redis
 
     @property
     def port(self) -> int:
@@ -67,6 +73,7 @@ class Service:
         with contextlib.suppress(asyncio.CancelledError):
             await self.sweeper_task
         await self.provider.aclose()
+        await self.ussd_redis.aclose()
         await self.peers.close()
         await asyncio.to_thread(self.broker.close)
         await self.engine.dispose()
@@ -84,12 +91,16 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
         settings.at_api_key,
         settings.at_sender_id,
         settings.at_timeout_seconds,
+        voice_base_url=settings.at_voice_base_url,
+        voice_number=settings.at_voice_number,
     )
     broker = create_broker(settings)
     queue = SendQueue(broker)
     selector = Selector(peers, ledger, settings.at_unit_price_micros)
+    campaigns = Campaigns(store, ledger, selector, queue, clock)
+    ussd_redis = redis.asyncio.Redis.from_url(settings.redis_url)
     servicer = CommsServicer(
-        campaigns=Campaigns(store, ledger, selector, queue, clock),
+        campaigns=campaigns,
         store=store,
         ledger=ledger,
         results=Results(store, ledger, peers),
@@ -97,6 +108,18 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
         provider=provider,
         clock=clock,
         low_balance_micros=settings.at_low_balance_micros,
+        previews=Previews(
+            campaigns,
+            selector,
+            store,
+            ledger,
+            peers,
+            provider,
+            clock,
+            live_account=not settings.at_is_loopback,
+        ),
+        ussd=UssdSurvey(peers, ussd_redis, settings.queue_namespace, clock),
+        voice=VoiceResponder(peers),
     )
 
     def register(server: grpc.aio.Server) -> None:
@@ -107,4 +130,4 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
     )
     sweeper = Sweeper(store, ledger, queue, clock, settings)
     task = asyncio.create_task(sweeper.run(), name="comms-sweeper")
-    return Service(running, engine, peers, provider, broker, sweeper, task)
+    return Service(running, engine, peers, provider, broker, sweeper, task, ussd_redis)

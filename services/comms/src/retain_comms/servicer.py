@@ -1,8 +1,7 @@
 """The CommsService RPCs: each calls the domain and builds the reply.
 
 Requests arrive validated (validators.py) from allowed callers (policy.py).
-PreviewMessages, SendTestMessage, ReceiveBulkOptOut, ReceiveUssd and
-ReceiveVoiceEvent are not implemented yet and return UNIMPLEMENTED.
+Every callback checks the callback secret before it reads its body.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
+from google.api import httpbody_pb2
 from retain.comms.v1 import comms_pb2, comms_pb2_grpc
 from retain_runtime.clock import Clock
 from retain_runtime.errors import FailedPrecondition, Unavailable
@@ -22,9 +22,12 @@ from retain_comms.africastalking import AfricasTalkingClient, ProviderError
 from retain_comms.callbacks import Callbacks
 from retain_comms.campaigns import Campaigns
 from retain_comms.ledger import Ledger
+from retain_comms.previews import Previews
 from retain_comms.results import Results
 from retain_comms.states import MessageState
 from retain_comms.store import Row, Store
+from retain_comms.ussd import UssdSurvey
+from retain_comms.voice import VoiceResponder
 
 Context = grpc.aio.ServicerContext
 
@@ -40,6 +43,9 @@ class CommsServicer(comms_pb2_grpc.CommsServiceServicer):
         provider: AfricasTalkingClient,
         clock: Clock,
         low_balance_micros: int,
+        previews: Previews,
+        ussd: UssdSurvey,
+        voice: VoiceResponder,
     ) -> None:
         self.campaigns = campaigns
         self.store = store
@@ -49,6 +55,9 @@ class CommsServicer(comms_pb2_grpc.CommsServiceServicer):
         self.provider = provider
         self.clock = clock
         self.low_balance_micros = low_balance_micros
+        self.previews = previews
+        self.ussd = ussd
+        self.voice = voice
 
     async def _campaign(self, row: Row) -> comms_pb2.Campaign:
         spend, reserved = (await self.store.money_of([row.campaign_id]))[
@@ -84,6 +93,18 @@ class CommsServicer(comms_pb2_grpc.CommsServiceServicer):
             counts=selection.counts(),
             estimated_cost=kes(selection.estimated_cost_micros()),
             sample_customer_ids=sample,
+        )
+
+    async def PreviewMessages(self, request, context: Context):
+        previews = await self.previews.preview(request.campaign_id)
+        return comms_pb2.PreviewMessagesResponse(
+            previews=[views.preview(item) for item in previews]
+        )
+
+    async def SendTestMessage(self, request, context: Context):
+        row = await self.previews.send_test(request.campaign_id, request.language)
+        return comms_pb2.SendTestMessageResponse(
+            message=views.test_message(row), test_message_id=row.test_message_id
         )
 
     async def SubmitCampaign(self, request, context: Context):
@@ -206,6 +227,21 @@ class CommsServicer(comms_pb2_grpc.CommsServiceServicer):
         self.callbacks.check_secret(request.secret)
         await self.callbacks.inbound_sms(request.http_body.data)
         return comms_pb2.ReceiveInboundSmsResponse()
+
+    async def ReceiveBulkOptOut(self, request, context: Context):
+        self.callbacks.check_secret(request.secret)
+        await self.callbacks.bulk_opt_out(request.http_body.data)
+        return comms_pb2.ReceiveBulkOptOutResponse()
+
+    async def ReceiveUssd(self, request, context: Context):
+        self.callbacks.check_secret(request.secret)
+        text = await self.ussd.respond(request.http_body.data)
+        return httpbody_pb2.HttpBody(content_type="text/plain", data=text.encode())
+
+    async def ReceiveVoiceEvent(self, request, context: Context):
+        self.callbacks.check_secret(request.secret)
+        xml = await self.voice.respond(request.http_body.data)
+        return httpbody_pb2.HttpBody(content_type="application/xml", data=xml.encode())
 
 
 def _next_token(rows: Sequence[Row], limit: int, key: str) -> str:

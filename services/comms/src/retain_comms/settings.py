@@ -1,8 +1,8 @@
 """Settings of the comms server and its worker, read once at process start.
 
 Both processes read the same variables: the base ServiceSettings (port,
-database, certificates, peers, clock) plus Redis, Africa's Talking and the
-timings of the sweeper.
+database, certificates, peers, clock) plus Redis, Africa's Talking (SMS and
+voice) and the timings of the sweeper.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from retain_runtime.money import MICROS
 from retain_runtime.settings import Env, ServiceSettings
 
 DEFAULT_AT_BASE_URL = "https://api.africastalking.com"
+DEFAULT_AT_VOICE_BASE_URL = "https://voice.africastalking.com"
 
 
 @dataclass(frozen=True)
@@ -41,26 +42,32 @@ class CommsSettings:
     requeue_after_seconds: float
     sending_timeout_seconds: float
     report_window_seconds: float
+    # at_voice_base_url is the host of AT's voice API, apart from the SMS API;
+    # it defaults to AT_BASE_URL when that is the emulator on this machine.
+    at_voice_base_url: str = DEFAULT_AT_VOICE_BASE_URL
+    # at_voice_number is the AT phone number voice calls come from, in E.164;
+    # empty means no calls can be placed.
+    at_voice_number: str = ""
 
     @property
     def at_is_loopback(self) -> bool:
         """Whether AT_BASE_URL names this machine, as the emulator does."""
-        host = urlsplit(self.at_base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.at_base_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommsSettings:
         env = Env(environ)
+        at_base_url = _base_url(env.str("AT_BASE_URL", DEFAULT_AT_BASE_URL))
+        # The emulator serves the voice API too, so a local stack never calls
+        # the real voice host by default.
+        voice_default = (
+            at_base_url if _is_loopback(at_base_url) else DEFAULT_AT_VOICE_BASE_URL
+        )
         return cls(
             service=ServiceSettings.from_env("comms", environ),
             redis_url=env.str("RETAIN_REDIS_URL", "redis://127.0.0.1:6379/0"),
             queue_namespace=env.str("RETAIN_COMMS_QUEUE_NAMESPACE", "retain-comms"),
-            at_base_url=_base_url(env.str("AT_BASE_URL", DEFAULT_AT_BASE_URL)),
+            at_base_url=at_base_url,
             at_username=_required(env, "AT_USERNAME"),
             at_api_key=_required(env, "AT_API_KEY"),
             at_sender_id=env.str("AT_SENDER_ID", ""),
@@ -76,7 +83,23 @@ class CommsSettings:
             ),
             report_window_seconds=3600
             * _positive(env, "RETAIN_COMMS_REPORT_WINDOW_HOURS", 48.0),
+            at_voice_base_url=_base_url(
+                env.str("AT_VOICE_BASE_URL", voice_default) or voice_default,
+                "AT_VOICE_BASE_URL",
+                DEFAULT_AT_VOICE_BASE_URL,
+            ),
+            at_voice_number=env.str("AT_VOICE_NUMBER", ""),
         )
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _required(env: Env, name: str) -> str:
@@ -86,13 +109,12 @@ def _required(env: Env, name: str) -> str:
     return value
 
 
-def _base_url(value: str) -> str:
+def _base_url(
+    value: str, name: str = "AT_BASE_URL", example: str = DEFAULT_AT_BASE_URL
+) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(
-            "AT_BASE_URL",
-            f'"{value}" is not an http(s) URL such as {DEFAULT_AT_BASE_URL}',
-        )
+        raise SettingsError(name, f'"{value}" is not an http(s) URL such as {example}')
     return value.rstrip("/")
 
 

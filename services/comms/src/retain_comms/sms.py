@@ -41,6 +41,13 @@ def longest_fill(template: str) -> str:
     return _SLOT.sub(lambda match: "W" * MAX_FIRST_NAME, template)
 
 
+def template_parts(template: str) -> tuple[int, int]:
+    """Return the Encoding and SMS part count of a template with each slot at
+    its longest, which is what a launch reserves for it."""
+    longest = longest_fill(template)
+    return encoding_of(longest), segment_count(longest)
+
+
 def fill_slots(template: str, first_name: str, language: str) -> str:
     """Fill {first_name} in a template; raise TemplateError for other slots."""
     name = first_name.strip()[:MAX_FIRST_NAME] or FIRST_NAME_FALLBACK.get(

@@ -1,4 +1,4 @@
-"""Campaign rows, the global stop, alerts and inbound messages.
+"""Campaign rows, the global stop, alerts, inbound messages and test messages.
 
 The message ledger itself is in ledger.py. Every status change of a campaign
 is a compare-and-set: the UPDATE names the statuses it may leave, so two
@@ -22,6 +22,7 @@ from retain_comms.tables import (
     control,
     inbound_messages,
     messages,
+    test_messages,
 )
 
 Row = sa.Row[Any]
@@ -36,7 +37,8 @@ _SPENT_STATES = (
 
 
 class Store:
-    """Queries on campaigns, the global stop, alerts and inbound messages."""
+    """Queries on campaigns, the global stop, alerts, inbound messages and test
+    messages."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -191,6 +193,43 @@ class Store:
             query = query.where(inbound_messages.c.inbound_message_id < after)
         async with self.engine.connect() as conn:
             return (await conn.execute(query.limit(limit))).all()
+
+    # Test messages
+
+    async def add_test_message(self, values: dict[str, Any]) -> Row:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sa.insert(test_messages).values(**values).returning(test_messages)
+            )
+            return result.one()
+
+    async def find_test_message(self, provider_message_id: str) -> Row | None:
+        query = sa.select(test_messages).where(
+            test_messages.c.provider_message_id == provider_message_id
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query.limit(1))).one_or_none()
+
+    async def move_test_message(
+        self,
+        provider_message_id: str,
+        target: MessageState,
+        now: dt.datetime,
+        **values: Any,
+    ) -> Row | None:
+        """Move the SUBMITTED test message with a provider id to target; None
+        when no such message is SUBMITTED."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(test_messages)
+                .where(
+                    test_messages.c.provider_message_id == provider_message_id,
+                    test_messages.c.state == MessageState.SUBMITTED,
+                )
+                .values(state=target, update_time=now, **values)
+                .returning(test_messages)
+            )
+            return result.first()
 
 
 async def move_campaign(

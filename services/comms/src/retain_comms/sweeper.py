@@ -5,8 +5,8 @@ Each pass runs these steps in order:
 1. Drop unsent messages past their expire_time.
 2. Make DEFERRED messages whose not_before_time passed PENDING and enqueue them.
 3. Enqueue again PENDING messages of running campaigns untouched for
-   RETAIN_COMMS_REQUEUE_SECONDS, which covers a lost queue message or a failed
-   enqueue.
+   RETAIN_COMMS_REQUEUE_SECONDS, once no send waits in the queue, which covers
+   a lost queue message or a failed enqueue.
 4. Turn SENDING messages older than the sending timeout, and SUBMITTED
    messages without a final report after the report window, into
    DELIVERY_UNKNOWN.
@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 
+import redis
 import sqlalchemy as sa
 from retain_runtime.clock import Clock
 
@@ -79,18 +80,41 @@ class Sweeper:
             messages.c.not_before_time <= now,
             now,
         )
-        stale = await self.ledger.touch_pending(
+        stale = await self._stale_pending(now)
+        if due or stale:
+            await asyncio.to_thread(self.queue.enqueue, due + stale)
+        interrupted, unreported = await self._give_up(now)
+        finished = await self.store.finish_idle_campaigns(now)
+        self._log(dropped, due, stale, interrupted, unreported, finished)
+
+    async def _stale_pending(self, now: dt.datetime) -> list[int]:
+        """Touch and return the PENDING messages to enqueue again.
+
+        While sends wait in the queue this returns none. A send enqueued again
+        would join the back of the queue anyway. Without this rule, a backlog
+        that lasts longer than requeue_after_seconds gets a duplicate of every
+        waiting send on each pass.
+        """
+        try:
+            waiting = await asyncio.to_thread(self.queue.waiting)
+        except redis.RedisError as error:
+            log.warning(
+                "Reading the queue length from Redis failed, so no stale send "
+                "is enqueued again in this pass: %r",
+                error,
+            )
+            return []
+        if waiting:
+            # NOTE: a queue that never empties, because new sends keep
+            # arriving, also holds back sends lost from Redis until it does.
+            return []
+        return await self.ledger.touch_pending(
             sa.and_(
                 messages.c.update_time < self._ago(now, "requeue_after_seconds"),
                 messages.c.campaign_id.in_(_running_campaigns()),
             ),
             now,
         )
-        if due or stale:
-            await asyncio.to_thread(self.queue.enqueue, due + stale)
-        interrupted, unreported = await self._give_up(now)
-        finished = await self.store.finish_idle_campaigns(now)
-        self._log(dropped, due, stale, interrupted, unreported, finished)
 
     async def _give_up(self, now: dt.datetime) -> tuple[list[int], list[int]]:
         """Turn stuck SENDING and unreported SUBMITTED messages into

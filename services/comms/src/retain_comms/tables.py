@@ -1,8 +1,8 @@
 """The comms database: campaigns, assignments, the message ledger, delivery
-reports, alerts, inbound messages and the global stop.
+reports, alerts, inbound messages, test messages and the global stop.
 
-The migration in migrations/versions/0001_initial.py creates the same tables;
-these definitions are what the queries use. Times are timestamptz in UTC, money
+The migrations in migrations/versions create the same tables; these
+definitions are what the queries use. Times are timestamptz in UTC, money
 is integer micros of KES.
 """
 
@@ -119,6 +119,33 @@ inbound_messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("receive_time", _now, nullable=False),
+)
+
+# test_messages are previews an admin sent to their own phone. They stay out
+# of messages, so no campaign count, spend or frequency cap includes them.
+test_messages = sa.Table(
+    "test_messages",
+    metadata,
+    sa.Column("test_message_id", sa.BigInteger, primary_key=True),
+    sa.Column("campaign_id", sa.BigInteger, nullable=False),
+    # admin_email is the subject of the admin who requested the test.
+    sa.Column("admin_email", sa.Text, nullable=False),
+    sa.Column("phone_number_masked", sa.Text, nullable=False),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("segment_key", sa.Text, nullable=False),
+    # text is the template filled with the sample first name, as sent.
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("encoding", sa.SmallInteger, nullable=False),
+    sa.Column("segments", sa.Integer, nullable=False),
+    sa.Column("estimated_cost_micros", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("provider_message_id", sa.Text),
+    sa.Column("provider_status", sa.Text, nullable=False, default=""),
+    sa.Column("cost_micros", sa.BigInteger, nullable=False, default=0),
+    sa.Column("cost_currency", sa.Text, nullable=False, default="KES"),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("create_time", _now, nullable=False),
+    sa.Column("update_time", _now, nullable=False),
 )
 
 # control has exactly one row, id 1: the global stop.

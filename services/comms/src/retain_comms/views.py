@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from retain.comms.v1 import comms_pb2
+from retain.type.v1 import channel_pb2
 from retain.type.v1.money_pb2 import Money
 from retain_runtime.money import kes
 from retain_runtime.timestamps import from_datetime
 
+from retain_comms.previews import Preview
 from retain_comms.states import CampaignStatus, MessageState
 from retain_comms.store import Row
 
@@ -81,4 +83,41 @@ def inbound(row: Row) -> comms_pb2.InboundMessage:
         text=row.text,
         action=row.action,
         receive_time=from_datetime(row.receive_time),
+    )
+
+
+def preview(item: Preview) -> comms_pb2.MessagePreview:
+    return comms_pb2.MessagePreview(
+        language=item.language,
+        text=item.text,
+        encoding=item.encoding,
+        segments=item.segments,
+        unit_cost=kes(item.unit_cost_micros),
+        segment_key=item.segment_key,
+    )
+
+
+def test_message(row: Row) -> comms_pb2.Message:
+    """Build a Message from a test_messages row, with no ledger id and no
+    customer."""
+    state = MessageState(row.state)
+    # A suppressed message, or a failure without a provider status because the
+    # provider was unreachable, was never handed over.
+    not_sent = state == MessageState.SUPPRESSED or (
+        state == MessageState.FAILED and not row.provider_status
+    )
+    return comms_pb2.Message(
+        campaign_id=row.campaign_id,
+        state=state.to_proto(),
+        channel=channel_pb2.CHANNEL_SMS,
+        encoding=row.encoding,
+        segments=row.segments,
+        estimated_cost=kes(row.estimated_cost_micros),
+        cost=Money(currency_code=row.cost_currency, amount_micros=row.cost_micros),
+        provider_message_id=row.provider_message_id or "",
+        provider_status=row.provider_status,
+        reason=row.reason,
+        create_time=from_datetime(row.create_time),
+        update_time=from_datetime(row.update_time),
+        attempt_count=0 if not_sent else 1,
     )

@@ -9,10 +9,12 @@ SERVICE_NAME = "retain.events.v1.EventsService"
 POLICY = CallPolicy(
     SERVICE_NAME,
     {
-        # The startup's backend and partners push events through Envoy.
-        "IngestEvents": ["operator", "envoy"],
+        # The startup's backend and partners push events through Envoy; comms
+        # stores the answers of USSD surveys.
+        "IngestEvents": ["operator", "envoy", "comms"],
         "StreamEvents": ["operator", "envoy"],
         "ListSequences": ["inference", "operator"],
+        "CountSequences": ["inference", "operator"],
         "GetCustomerActivity": ["inference", "comms", "operator"],
         "GetEventStats": ["operator", "envoy"],
         # The user service erases a customer's events on a data-subject request.

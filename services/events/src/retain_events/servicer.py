@@ -16,7 +16,7 @@ from retain_runtime.clock import NAIROBI, Clock
 
 from retain_events import windows
 from retain_events.ingest import EventBatch, IngestCounts
-from retain_events.sequences import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, pack
+from retain_events.sequences import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, respond
 from retain_events.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,25 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         last = request.max_customer_id or 2**63 - 1
         end_time = windows.optional_time(request, "end_time") or windows.LATEST
         # One row beyond the page shows whether another page follows.
-        rows = await self._store.sequences(first, last, end_time, page_size + 1)
-        return pack(rows, page_size)
+        page = await self._store.sequences(first, last, end_time, page_size + 1)
+        return respond(page, page_size, request.packed)
+
+    async def CountSequences(
+        self,
+        request: events_pb2.CountSequencesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> events_pb2.CountSequencesResponse:
+        count = await self._store.count_sequences(
+            request.min_customer_id,
+            request.max_customer_id or 2**63 - 1,
+            windows.optional_time(request, "end_time") or windows.LATEST,
+        )
+        return events_pb2.CountSequencesResponse(
+            customer_count=count.customer_count,
+            event_count=count.event_count,
+            first_customer_id=count.first_customer_id,
+            last_customer_id=count.last_customer_id,
+        )
 
     async def GetCustomerActivity(
         self,

@@ -125,6 +125,15 @@ def check_stream(request: events_pb2.StreamEventsRequest) -> None:
 
 def check_list_sequences(request: events_pb2.ListSequencesRequest) -> None:
     """Raise unless the customer id range, end time and paging are valid."""
+    check_sequence_range(request)
+    paging.page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    paging.decode_token(request.page_token)
+
+
+def check_sequence_range(
+    request: events_pb2.ListSequencesRequest | events_pb2.CountSequencesRequest,
+) -> None:
+    """Raise unless the customer id range and end time are valid."""
     for name in ("min_customer_id", "max_customer_id"):
         if getattr(request, name) < 0:
             raise InvalidArgument(
@@ -138,8 +147,6 @@ def check_list_sequences(request: events_pb2.ListSequencesRequest) -> None:
         )
     if request.HasField("end_time"):
         check_timestamp(request.end_time, "end_time")
-    paging.page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    paging.decode_token(request.page_token)
 
 
 def check_customer_activity(request: events_pb2.GetCustomerActivityRequest) -> None:
@@ -171,6 +178,7 @@ VALIDATORS: Mapping[str, Validator] = {
     "IngestEvents": check_ingest,
     "StreamEvents": check_stream,
     "ListSequences": check_list_sequences,
+    "CountSequences": check_sequence_range,
     "GetCustomerActivity": check_customer_activity,
     "GetEventStats": check_event_stats,
     "DeleteCustomerEvents": check_delete,
