@@ -10,6 +10,7 @@ from retain_inference.features import (
     STATIC_FEATURE_NAMES,
     FeatureNormalizer,
     build_features,
+    event_table_from_counts,
     to_event_table,
 )
 from retain_inference.sequences import CustomerSequence, group_events
@@ -228,3 +229,66 @@ def test_group_events_sorts_events():
     assert sequences[1].occurred_s.tolist() == [10, 50]
     assert sequences[1].event_types.tolist() == [2, 1]
     assert sequences[1].amounts_micros.tolist() == [1, 5]
+
+
+def test_table_from_counts_matches_sequences():
+    sequences = [
+        customer(4, days_before_as_of(9, 3), [1, 2]),
+        customer(9, days_before_as_of(5)),
+    ]
+    expected = to_event_table(sequences)
+
+    table = event_table_from_counts(
+        np.array([4, 9]),
+        np.array([2, 1]),
+        expected.occurred_s,
+        expected.event_types.astype(np.int16),
+        expected.amounts_micros,
+    )
+
+    for name in ("customer_ids", "offsets", "occurred_s", "event_types"):
+        np.testing.assert_array_equal(getattr(table, name), getattr(expected, name))
+    assert table.event_types.dtype == np.int32
+
+
+@pytest.mark.parametrize(
+    ("counts", "times", "message"),
+    [
+        ([2, 2], [1, 2, 3], "event counts add up to 4 but there are 3 event times"),
+        ([2, 1], [5, 4, 3], "events of customer 1 are not sorted by time"),
+    ],
+    ids=["short column", "unsorted times"],
+)
+def test_table_from_counts_rejects_bad_columns(counts, times, message):
+    events = len(times)
+    with pytest.raises(ValueError, match=message):
+        event_table_from_counts(
+            np.array([1, 2]),
+            np.array(counts),
+            np.array(times),
+            np.ones(events, dtype=np.int16),
+            np.zeros(events, dtype=np.int64),
+        )
+
+
+def test_normalised_build_matches_transform():
+    sequences = [
+        customer(1, days_before_as_of(40, 12, 3), [1, 2, 1], [50, 0, 900]),
+        customer(2, days_before_as_of(*range(80, 0, -1))),
+        customer(3, days_before_as_of(-2)),  # only an event after as_of
+        customer(4, days_before_as_of(7)),
+    ]
+    table = to_event_table(sequences)
+    plain = build_features(table, AS_OF, max_events=16, num_event_types=4)
+    normalizer = FeatureNormalizer.fit(plain)
+
+    fused = build_features(
+        table, AS_OF, max_events=16, num_event_types=4, normalizer=normalizer
+    )
+    expected = normalizer.transform(plain)
+
+    np.testing.assert_array_equal(fused.event_types, expected.event_types)
+    np.testing.assert_array_equal(fused.event_features, expected.event_features)
+    np.testing.assert_array_equal(fused.static_features, expected.static_features)
+    assert fused.event_features.dtype == np.float32
+    assert fused.static_features.dtype == np.float32

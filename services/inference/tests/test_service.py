@@ -13,21 +13,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-from retain.events.v1 import events_pb2, events_pb2_grpc
+from inference_doubles import FakeEvents, start_fake_events, synthetic_events
 from retain.inference.v1 import inference_pb2 as pb
 from retain.inference.v1 import inference_pb2_grpc
 from retain.type.v1 import job_pb2
-
 from retain_inference import server
 from retain_inference.settings import InferenceSettings
-from retain_runtime.callers import CallPolicy
 from retain_runtime.certs import CertPaths
 from retain_runtime.credentials import aio_channel
-from retain_runtime.server import RunningServer, create_server
-from retain_runtime.settings import ServiceSettings
-from retain_runtime.timestamps import from_datetime, to_datetime
+from retain_runtime.server import RunningServer
+from retain_runtime.timestamps import from_datetime
 
 UTC = dt.UTC
 CUTOFF = dt.datetime(2024, 4, 1, tzinfo=UTC)
@@ -35,86 +31,9 @@ LABEL_END = dt.datetime(2024, 5, 1, tzinfo=UTC)
 DAY = 86_400
 
 
-def synthetic_events(customers: int = 240) -> dict[int, list[tuple[int, int]]]:
-    """Return events per customer: loyal ones keep buying, churners stop early."""
-    rng = np.random.default_rng(7)
-    start = int(dt.datetime(2024, 1, 1, tzinfo=UTC).timestamp())
-    end = int(dt.datetime(2024, 6, 1, tzinfo=UTC).timestamp())
-    events = {}
-    for customer_id in range(1, customers + 1):
-        stop = end if customer_id % 3 else start + int(rng.integers(20, 80)) * DAY
-        gap = int(rng.integers(3, 15)) * DAY
-        times = list(range(start + int(rng.integers(0, 10)) * DAY, stop, gap))
-        events[customer_id] = [(t, 1_000_000 * int(rng.integers(1, 50))) for t in times]
-    return events
-
-
-class FakeEvents(events_pb2_grpc.EventsServiceServicer):
-    """Serves ListSequences and GetCustomerActivity from a dict, paged like the real one."""
-
-    def __init__(self, events: dict[int, list[tuple[int, int]]]) -> None:
-        self.events = events
-
-    async def ListSequences(self, request, context):  # noqa: N802
-        end = (
-            to_datetime(request.end_time).timestamp()
-            if request.HasField("end_time")
-            else 1e18
-        )
-        after = int(request.page_token or 0)
-        ids = [
-            c for c in sorted(self.events) if c > after and c >= request.min_customer_id
-        ]
-        if request.max_customer_id:
-            ids = [c for c in ids if c <= request.max_customer_id]
-        page = ids[: request.page_size or 1000]
-        reply = events_pb2.ListSequencesResponse()
-        for customer_id in page:
-            rows = [(t, a) for t, a in self.events[customer_id] if t < end]
-            if rows:
-                reply.sequences.add(
-                    customer_id=customer_id,
-                    occur_unix_seconds=[t for t, _ in rows],
-                    event_types=[events_pb2.EVENT_TYPE_PURCHASE] * len(rows),
-                    amounts_micros=[a for _, a in rows],
-                )
-        if len(page) == (request.page_size or 1000):
-            reply.next_page_token = str(page[-1])
-        return reply
-
-    async def GetCustomerActivity(self, request, context):  # noqa: N802
-        start = to_datetime(request.start_time).timestamp()
-        end = to_datetime(request.end_time).timestamp()
-        reply = events_pb2.GetCustomerActivityResponse()
-        for customer_id in request.customer_ids:
-            count = sum(
-                1 for t, _ in self.events.get(customer_id, []) if start <= t < end
-            )
-            reply.activities.add(customer_id=customer_id, event_count=count)
-        return reply
-
-
 @pytest.fixture(scope="module")
 async def events_server(cert_dir: Path) -> AsyncIterator[RunningServer]:
-    settings = ServiceSettings.from_env(
-        "events",
-        {
-            "RETAIN_EVENTS_PORT": "0",
-            "RETAIN_EVENTS_DATABASE_URL": "unused",
-            "RETAIN_CERT_DIR": str(cert_dir),
-        },
-    )
-    policy = CallPolicy(
-        "retain.events.v1.EventsService",
-        {"ListSequences": ["inference"], "GetCustomerActivity": ["inference"]},
-    )
-    fake = FakeEvents(synthetic_events())
-    running = await create_server(
-        settings,
-        "retain.events.v1.EventsService",
-        lambda s: events_pb2_grpc.add_EventsServiceServicer_to_server(fake, s),
-        policy,
-    )
+    running = await start_fake_events(cert_dir, FakeEvents(synthetic_events()))
     yield running
     await running.stop(0)
 

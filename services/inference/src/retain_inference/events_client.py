@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 from retain.events.v1 import events_pb2, events_pb2_grpc
 
+from retain_inference.features import EventTable, event_table_from_counts
 from retain_inference.sequences import CustomerSequence
 from retain_runtime.timestamps import from_datetime
 
@@ -48,6 +49,45 @@ class EventsClient:
             if not token:
                 return
 
+    async def table_pages(
+        self,
+        end_time: dt.datetime,
+        page_size: int,
+        min_customer_id: int = 0,
+        max_customer_id: int = 0,
+    ) -> AsyncIterator[EventTable]:
+        """Yield packed pages of customers' events strictly before end_time."""
+        token = ""
+        while True:
+            reply = await self.stub.ListSequences(
+                events_pb2.ListSequencesRequest(
+                    min_customer_id=min_customer_id,
+                    max_customer_id=max_customer_id,
+                    end_time=from_datetime(end_time),
+                    page_size=page_size,
+                    page_token=token,
+                    packed=True,
+                ),
+                timeout=self.timeout,
+            )
+            yield table_from_packed(reply.packed)
+            token = reply.next_page_token
+            if not token:
+                return
+
+    async def count_customers(
+        self, end_time: dt.datetime, min_customer_id: int = 0, max_customer_id: int = 0
+    ) -> events_pb2.CountSequencesResponse:
+        """Count the customers with events before end_time in the id range."""
+        return await self.stub.CountSequences(
+            events_pb2.CountSequencesRequest(
+                min_customer_id=min_customer_id,
+                max_customer_id=max_customer_id,
+                end_time=from_datetime(end_time),
+            ),
+            timeout=self.timeout,
+        )
+
     async def event_counts(
         self, customer_ids: Sequence[int], start: dt.datetime, end: dt.datetime
     ) -> np.ndarray:
@@ -66,6 +106,17 @@ class EventsClient:
             for index, activity in enumerate(reply.activities):
                 counts[offset + index] = activity.event_count
         return counts
+
+
+def table_from_packed(packed: events_pb2.PackedSequences) -> EventTable:
+    # frombuffer reads the bytes in place; the arrays are read-only views.
+    return event_table_from_counts(
+        customer_ids=np.array(packed.customer_ids, dtype=np.int64),
+        event_counts=np.array(packed.event_counts, dtype=np.int64),
+        occurred_s=np.frombuffer(packed.occur_unix_seconds, dtype="<i8"),
+        event_types=np.frombuffer(packed.event_types, dtype="<i2"),
+        amounts_micros=np.frombuffer(packed.amounts_micros, dtype="<i8"),
+    )
 
 
 def _sequence(message: events_pb2.CustomerSequence) -> CustomerSequence:

@@ -80,6 +80,9 @@ class EventTable:
 
     def select_events(self, keep: np.ndarray) -> "EventTable":
         """Return the table with only the events where `keep` is true."""
+        if keep.all():
+            # Scoring pages usually hold only past events; skip the copies.
+            return self
         kept_counts = np.bincount(
             self.customer_index()[keep], minlength=self.customer_ids.shape[0]
         )
@@ -137,13 +140,23 @@ class FeatureNormalizer:
     def transform(self, batch: FeatureBatch) -> FeatureBatch:
         """Return standardised features, with padded event positions kept at zero."""
         is_event = (batch.event_types != 0)[..., None]  # (B, L, 1)
-        event_features = (batch.event_features - self.event_mean) / self.event_std
-        static_features = (batch.static_features - self.static_mean) / self.static_std
+        event_features = self.standardise_events(batch.event_features)
+        static_features = self.standardise_static(batch.static_features)
         return replace(
             batch,
-            event_features=np.where(is_event, event_features, 0).astype(np.float32),
-            static_features=static_features.astype(np.float32),
+            event_features=np.where(is_event, event_features, 0).astype(
+                np.float32, copy=False
+            ),
+            static_features=static_features.astype(np.float32, copy=False),
         )
+
+    def standardise_events(self, values: np.ndarray) -> np.ndarray:
+        """Standardise event features, an array whose last axis is the feature."""
+        return (values - self.event_mean) / self.event_std
+
+    def standardise_static(self, values: np.ndarray) -> np.ndarray:
+        """Standardise static features, an array whose last axis is the feature."""
+        return (values - self.static_mean) / self.static_std
 
 
 def _mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +211,42 @@ def to_event_table(sequences: list[CustomerSequence]) -> EventTable:
     return table
 
 
+def event_table_from_counts(
+    customer_ids: np.ndarray,
+    event_counts: np.ndarray,
+    occurred_s: np.ndarray,
+    event_types: np.ndarray,
+    amounts_micros: np.ndarray,
+) -> EventTable:
+    """Build an `EventTable` from flat columns, checking lengths and time order."""
+    if customer_ids.shape != event_counts.shape:
+        raise ValueError(
+            f"{customer_ids.shape[0]} customer ids but {event_counts.shape[0]} "
+            "event counts; every customer needs one count"
+        )
+    offsets = np.zeros(customer_ids.shape[0] + 1, dtype=np.int64)
+    np.cumsum(event_counts, out=offsets[1:])
+    for name, column in (
+        ("event times", occurred_s),
+        ("event types", event_types),
+        ("amounts", amounts_micros),
+    ):
+        if column.shape != (offsets[-1],):
+            raise ValueError(
+                f"event counts add up to {offsets[-1]} but there are "
+                f"{column.shape[0]} {name}; every event needs one of each"
+            )
+    table = EventTable(
+        customer_ids=customer_ids.astype(np.int64, copy=False),
+        offsets=offsets,
+        occurred_s=occurred_s.astype(np.int64, copy=False),
+        event_types=event_types.astype(np.int32, copy=False),
+        amounts_micros=amounts_micros.astype(np.int64, copy=False),
+    )
+    _check_ascending(table)
+    return table
+
+
 def _concatenate(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
     if not arrays:
         return np.zeros(0, dtype=dtype)
@@ -224,27 +273,41 @@ def events_before(table: EventTable, as_of_s: float) -> EventTable:
 
 
 def build_features(
-    table: EventTable, as_of: datetime, *, max_events: int, num_event_types: int
+    table: EventTable,
+    as_of: datetime,
+    *,
+    max_events: int,
+    num_event_types: int,
+    normalizer: FeatureNormalizer | None = None,
 ) -> FeatureBatch:
-    """Build unnormalised features from the events strictly before `as_of`.
+    """Build features from the events strictly before `as_of`.
 
     Event type codes must lie in 1 to `num_event_types - 1`, because the embedding
-    of `ChurnModel` has one row per code and row 0 is padding.
+    of `ChurnModel` has one row per code and row 0 is padding. With a normalizer
+    the features come standardised, equal to `normalizer.transform` of the
+    unnormalised ones, because only real events are standardised and padding
+    stays zero either way.
     """
     as_of_s = unix_seconds(as_of)
     past = events_before(table, as_of_s)
     _check_event_types(past, num_event_types)
-    event_types, event_features = _padded_events(past, max_events, as_of_s)
+    event_types, event_features = _padded_events(past, max_events, as_of_s, normalizer)
+    static_features = _static_features(past, as_of_s)
+    if normalizer is not None:
+        static_features = normalizer.standardise_static(static_features)
     return FeatureBatch(
         customer_ids=past.customer_ids,
         event_types=event_types,
         event_features=event_features,
-        static_features=_static_features(past, as_of_s),
+        static_features=static_features,
     )
 
 
 def _padded_events(
-    past: EventTable, max_events: int, as_of_s: float
+    past: EventTable,
+    max_events: int,
+    as_of_s: float,
+    normalizer: FeatureNormalizer | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Place each customer's last `max_events` events at the end of their row."""
     num_customers = past.customer_ids.shape[0]
@@ -261,9 +324,10 @@ def _padded_events(
     event_features = np.zeros(
         (num_customers * max_events, len(EVENT_FEATURE_NAMES)), dtype=np.float32
     )
-    event_features[destination] = _event_features(
-        past, window_events, position[window_events] == 0, as_of_s
-    )
+    values = _event_features(past, window_events, position[window_events] == 0, as_of_s)
+    if normalizer is not None:
+        values = normalizer.standardise_events(values)
+    event_features[destination] = values
     shape = (num_customers, max_events, len(EVENT_FEATURE_NAMES))
     return event_types, event_features.reshape(shape)
 

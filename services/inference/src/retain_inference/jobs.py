@@ -55,11 +55,12 @@ class JobRunner:
         """Record a queued job, for callers that must store its id first."""
         return await self.store.create_job(kind, self.clock.now())
 
-    def run(self, job: dict[str, Any], work: Work) -> None:
-        """Run work in the background as the given job."""
+    def run(self, job: dict[str, Any], work: Work) -> asyncio.Task[None]:
+        """Run work in the background as the given job and return its task."""
         task = asyncio.create_task(self._run(job["job_id"], job["kind"], work))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def _run(self, job_id: str, kind: str, work: Work) -> None:
         log.info("Job %s (%s) started", job_id, kind)

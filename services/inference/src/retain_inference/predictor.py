@@ -5,12 +5,18 @@ This is the unit that training returns, checkpoints store and scoring uses.
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from retain_inference.features import FeatureBatch, FeatureNormalizer
+from retain_inference.features import (
+    EventTable,
+    FeatureBatch,
+    FeatureNormalizer,
+    build_features,
+)
 from retain_inference.model import (
     ChurnModel,
     ChurnOutput,
@@ -78,6 +84,21 @@ class ChurnPredictor:
     def inputs(self, features: FeatureBatch) -> ModelInputs:
         """Normalise features with the training statistics and convert to tensors."""
         return ModelInputs.from_features(self.normalizer.transform(features))
+
+    def table_inputs(self, table: EventTable, as_of: datetime) -> ModelInputs:
+        """Build normalised inputs from the events strictly before `as_of`.
+
+        The result equals `inputs(build_features(...))` but standardises only the
+        real events, not the padding.
+        """
+        features = build_features(
+            table,
+            as_of,
+            max_events=self.config.max_events,
+            num_event_types=self.config.num_event_types,
+            normalizer=self.normalizer,
+        )
+        return ModelInputs.from_features(features)
 
     def predict(self, inputs: ModelInputs) -> Prediction:
         """Run the model in eval mode and calibrate its churn logit."""

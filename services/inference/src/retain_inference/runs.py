@@ -1,8 +1,10 @@
 """Scoring runs: score customers page by page, store scores, evaluate a run.
 
-A run reads packed sequences from the events service one page at a time,
-scores each page in a worker thread so the gRPC event loop stays free, and
-stores the page's scores in one statement. A run may cover a customer-id
+A run reads packed pages of sequences from the events service, scores them
+in two worker threads so the gRPC event loop stays free, and stores each
+page's scores with one COPY. The next pages download while a page is scored,
+one page's features are built while another runs through the model, and a
+page's COPY runs while later pages are scored. A run may cover a customer-id
 range, so several workers can split one scoring moment between them.
 """
 
@@ -11,20 +13,45 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import numpy as np
+import torch
+from retain_runtime.errors import FailedPrecondition
 
 from retain_inference import metrics
 from retain_inference.events_client import EventsClient
+from retain_inference.features import EventTable
 from retain_inference.jobs import JobRunner, Progress
-from retain_inference.reasons import explain
+from retain_inference.predictor import ChurnPredictor
 from retain_inference.registry import Registry
-from retain_inference.scoring import ScoreBatch, score
+from retain_inference.score_copy import score_lines
+from retain_inference.scoring import (
+    PreparedPage,
+    ScoreBatch,
+    StageTimes,
+    predict,
+    prepare,
+)
 from retain_inference.store import Store
-from retain_runtime.errors import FailedPrecondition
+from retain_inference.tables import SCORING_RUN
 
 log = logging.getLogger(__name__)
+
+# Pages fetched ahead of the one being scored.
+PREFETCH_PAGES = 2
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    page_size: int  # customers per ListSequences page
+    batch_size: int  # customers per forward pass
+    torch_threads: int
 
 
 class ScoringRuns:
@@ -36,15 +63,13 @@ class ScoringRuns:
         events: EventsClient,
         registry: Registry,
         jobs: JobRunner,
-        page_size: int,
-        batch_size: int,
+        options: ScoringOptions,
     ) -> None:
         self.store = store
         self.events = events
         self.registry = registry
         self.jobs = jobs
-        self.page_size = page_size
-        self.batch_size = batch_size
+        self.options = options
 
     async def start(
         self, as_of: dt.datetime, min_customer_id: int, max_customer_id: int
@@ -55,48 +80,80 @@ class ScoringRuns:
             raise FailedPrecondition(
                 "no model version is active; train one with promote set, or PromoteModel"
             )
-        job = await self.jobs.create("scoring_run")
-        run_id = await self.store.create_run({
-            "model_version": version, "as_of_time": as_of,
-            "min_customer_id": min_customer_id, "max_customer_id": max_customer_id,
-            "job_id": job["job_id"],
-        })
+        job = await self.jobs.create(SCORING_RUN)
+        run_id = await self.store.create_run(
+            {
+                "model_version": version,
+                "as_of_time": as_of,
+                "min_customer_id": min_customer_id,
+                "max_customer_id": max_customer_id,
+                "job_id": job["job_id"],
+            }
+        )
+        run = await self.store.get_run(run_id)
+        self.execute(run, job)
+        log.info(
+            "Scoring run %d started as of %s with model %s",
+            run_id,
+            as_of.isoformat(),
+            version,
+        )
+        return run
+
+    def execute(self, run: dict[str, Any], job: dict[str, Any]) -> asyncio.Task[None]:
+        """Score the run in the background as the given job."""
 
         async def work(progress: Progress) -> str:
-            await self._execute(
-                run_id, version, as_of, progress, min_customer_id, max_customer_id
-            )
-            return str(run_id)
+            await self._execute(run, progress)
+            return str(run["scoring_run_id"])
 
-        self.jobs.run(job, work)
-        log.info("Scoring run %d started as of %s with model %s",
-                 run_id, as_of.isoformat(), version)
-        return await self.store.get_run(run_id)
+        return self.jobs.run(job, work)
 
-    async def _execute(
+    async def _execute(self, run: dict[str, Any], progress: Progress) -> None:
+        run_id = run["scoring_run_id"]
+        shard = (run["min_customer_id"], run["max_customer_id"])
+        predictor = await self.registry.load(run["model_version"])
+        started = time.perf_counter()
+        pipeline = _Pipeline(self, predictor, run, progress)
+        counting = asyncio.create_task(self._count(run_id, run["as_of_time"], *shard))
+        pages = prefetched(
+            self.events.table_pages(run["as_of_time"], self.options.page_size, *shard),
+            pipeline.times,
+        )
+        try:
+            async for table in pages:
+                await pipeline.push(table, counting)
+            await pipeline.drain()
+        finally:
+            counting.cancel()
+            await pages.aclose()
+            pipeline.close()
+        await self.store.finish_run(run_id)
+        await progress.report(pipeline.done, pipeline.done, pipeline.message())
+        _log_finished(
+            run_id, pipeline.done, time.perf_counter() - started, pipeline.times
+        )
+
+    async def _count(
         self,
         run_id: int,
-        version: str,
         as_of: dt.datetime,
-        progress: Progress,
         min_customer_id: int,
         max_customer_id: int,
-    ) -> None:
-        predictor = await self.registry.load(version)
-        done = 0
-        async for page in self.events.sequence_pages(
-            as_of, self.page_size, min_customer_id, max_customer_id
-        ):
-            if not page:
-                continue
-            batch = await asyncio.to_thread(
-                score, predictor, page, as_of, self.batch_size
+    ) -> int:
+        """Return the run's customer count, or 0 when CountSequences fails."""
+        try:
+            reply = await self.events.count_customers(
+                as_of, min_customer_id, max_customer_id
             )
-            await self.store.add_scores(run_id, _rows(run_id, version, batch))
-            done += len(page)
-            await progress.report(done, message=f"scored {done} customers")
-        await self.store.finish_run(run_id)
-        log.info("Scoring run %d finished: %d customers", run_id, done)
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "Scoring run %d has no progress total: CountSequences failed: %s",
+                run_id,
+                error.details(),
+            )
+            return 0
+        return int(reply.customer_count)
 
     async def evaluate(
         self, run_id: int, label_start: dt.datetime, label_end: dt.datetime
@@ -119,25 +176,151 @@ class ScoringRuns:
         }
 
 
-def _rows(run_id: int, version: str, batch: ScoreBatch) -> list[dict[str, Any]]:
-    rows = []
-    for index, customer_id in enumerate(batch.customer_ids.tolist()):
-        reasons = [
-            {
-                "code": r.code,
-                "params": {k: str(v) for k, v in r.params.items()},
-                "text": r.text,
-            }
-            for r in explain(batch.reason_inputs, index)
-        ]
-        rows.append(
-            {
-                "scoring_run_id": run_id,
-                "customer_id": customer_id,
-                "model_version": version,
-                "churn_probability": float(batch.churn_probability[index]),
-                "expected_days": float(batch.expected_days_to_next_event[index]),
-                "reasons": reasons,
-            }
+class _Pipeline:
+    """The scoring of one run's pages in two threads, with COPYs in the background.
+
+    Page k + 1's features are built in the CPU thread while page k runs through
+    the model in the forward thread. Page k's rows are then formatted in the
+    CPU thread while page k + 1 runs through the model, and stored by a COPY
+    while later pages are scored.
+    """
+
+    def __init__(
+        self,
+        runs: ScoringRuns,
+        predictor: ChurnPredictor,
+        run: dict[str, Any],
+        progress: Progress,
+    ) -> None:
+        self.runs = runs
+        self.predictor = predictor
+        self.run = run
+        self.progress = progress
+        self.times = StageTimes()
+        self.done = 0
+        prefix = f"scoring-run-{run['scoring_run_id']}"
+        self.cpu = ThreadPoolExecutor(1, thread_name_prefix=f"{prefix}-cpu")
+        self.forward = ThreadPoolExecutor(1, thread_name_prefix=f"{prefix}-forward")
+        self.forwarding: asyncio.Future[ScoreBatch] | None = None
+        self.storing: asyncio.Task[None] | None = None
+
+    async def push(self, table: EventTable, counting: asyncio.Task[int]) -> None:
+        """Prepare a page, start its forward pass and store the page before it."""
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(
+            self.cpu,
+            prepare,
+            self.predictor,
+            table,
+            self.run["as_of_time"],
+            self.runs.options.batch_size,
+            self.times,
         )
-    return rows
+        previous = self.forwarding
+        self.forwarding = loop.run_in_executor(self.forward, self._predict, prepared)
+        if previous is not None:
+            await self._store(await previous, counting)
+
+    async def drain(self) -> None:
+        """Store the last page and wait for every COPY."""
+        if self.forwarding is not None:
+            batch = await self.forwarding
+            self.forwarding = None
+            await self._store(batch, None)
+        await self._wait_for_store()
+
+    def close(self) -> None:
+        """Cancel the work still queued. A thread finishes the step it is running."""
+        if self.storing is not None:
+            self.storing.cancel()
+        for pool in (self.cpu, self.forward):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def message(self) -> str:
+        return f"scored {self.done} customers"
+
+    def _predict(self, prepared: PreparedPage) -> ScoreBatch:
+        threads = self.runs.options.torch_threads
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return predict(self.predictor, prepared, self.times)
+
+    def _rows(self, batch: ScoreBatch) -> bytes:
+        with self.times.measure("reasons_and_rows"):
+            return score_lines(
+                self.run["scoring_run_id"], self.run["model_version"], batch
+            )
+
+    async def _store(
+        self, batch: ScoreBatch, counting: asyncio.Task[int] | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        lines = await loop.run_in_executor(self.cpu, self._rows, batch)
+        await self._wait_for_store()
+        count = len(batch.customer_ids)
+        self.storing = asyncio.create_task(
+            self.runs.store.copy_scores(self.run["scoring_run_id"], lines, count)
+        )
+        self.done += count
+        total = counting.result() if counting and counting.done() else 0
+        await self.progress.report(self.done, total, self.message())
+
+    async def _wait_for_store(self) -> None:
+        if self.storing is not None:
+            with self.times.measure("store_wait"):
+                await self.storing
+            self.storing = None
+
+
+async def prefetched(
+    pages: AsyncIterator[EventTable], times: StageTimes
+) -> AsyncGenerator[EventTable, None]:
+    """Yield the non-empty pages while a background task fetches the next ones."""
+    queue: asyncio.Queue[EventTable | BaseException | None] = asyncio.Queue(
+        PREFETCH_PAGES
+    )
+
+    async def fetch() -> None:
+        try:
+            while True:
+                with times.measure("fetch"):
+                    page = await anext(pages, None)
+                await queue.put(page)
+                if page is None:
+                    return
+        except Exception as error:  # noqa: BLE001 - the consumer raises it again
+            await queue.put(error)
+
+    fetcher = asyncio.create_task(fetch())
+    try:
+        while True:
+            with times.measure("fetch_wait"):
+                item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if len(item.customer_ids):
+                yield item
+    finally:
+        fetcher.cancel()
+
+
+def _log_finished(run_id: int, done: int, seconds: float, times: StageTimes) -> None:
+    stage_seconds = {name: round(value, 3) for name, value in times.seconds.items()}
+    stage_cpu = {name: round(value, 3) for name, value in times.cpu_seconds.items()}
+    log.info(
+        "Scoring run %d finished: %d customers in %.1f s (%.0f per second). "
+        "Seconds per stage, which overlap: %s. CPU seconds per stage: %s",
+        run_id,
+        done,
+        seconds,
+        done / seconds if seconds else 0.0,
+        stage_seconds,
+        stage_cpu,
+        extra={
+            "scoring_run_id": run_id,
+            "stage_seconds": stage_seconds,
+            "stage_cpu_seconds": stage_cpu,
+        },
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 from retain.events.v1 import events_pb2_grpc
 from retain.inference.v1 import inference_pb2_grpc
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from retain_inference.composer import composer_from_env
@@ -16,7 +17,9 @@ from retain_inference.events_client import EventsClient
 from retain_inference.jobs import JobRunner
 from retain_inference.policy import POLICY, SERVICE
 from retain_inference.registry import Registry
-from retain_inference.runs import ScoringRuns
+from retain_inference.runs import ScoringOptions, ScoringRuns
+from retain_inference.schedule_store import ScheduleStore
+from retain_inference.scheduler import LOCK_NAME, AdvisoryLock, ScoringScheduler
 from retain_inference.servicer import InferenceServicer
 from retain_inference.settings import InferenceSettings
 from retain_inference.store import Store
@@ -45,6 +48,7 @@ class InferenceService:
     engine: AsyncEngine
     events_channel: grpc.aio.Channel
     jobs: JobRunner
+    scheduler: ScoringScheduler | None
 
     @property
     def port(self) -> int:
@@ -52,6 +56,8 @@ class InferenceService:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.running.stop(grace)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.jobs.stop()
         await self.events_channel.close()
         await self.engine.dispose()
@@ -76,8 +82,9 @@ async def start(
         events,
         registry,
         jobs,
-        settings.score_page_size,
-        settings.score_batch_size,
+        ScoringOptions(
+            settings.score_page_size, settings.score_batch_size, settings.torch_threads
+        ),
     )
     servicer = InferenceServicer(
         store, registry, runs, jobs, clock, composer_from_env()
@@ -91,4 +98,23 @@ async def start(
         POLICY,
         VALIDATORS,
     )
-    return InferenceService(running, engine, channel, jobs)
+    scheduler = None
+    if settings.scoring_interval_seconds > 0:
+        scheduler = ScoringScheduler(
+            runs,
+            ScheduleStore(engine),
+            events,
+            clock,
+            AdvisoryLock(libpq_conninfo(service.database_url), LOCK_NAME),
+            settings.scoring_interval_seconds,
+            settings.scoring_shards,
+        )
+        scheduler.start()
+    return InferenceService(running, engine, channel, jobs, scheduler)
+
+
+def libpq_conninfo(url: str) -> str:
+    """Turn the service's SQLAlchemy database URL into a libpq connection URL."""
+    return (
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )

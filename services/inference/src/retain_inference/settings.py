@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from retain_runtime.errors import SettingsError
 from retain_runtime.settings import Env, ServiceSettings
 
 
@@ -16,13 +17,48 @@ class InferenceSettings:
     torch_threads: int
     score_page_size: int
     score_batch_size: int
+    # Seconds between scheduled scoring runs; 0 turns the scheduler off.
+    scoring_interval_seconds: float
+    # Scoring runs, over equal customer-id ranges, that make one scheduled run.
+    scoring_shards: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> InferenceSettings:
         env = Env(environ)
-        return cls(
+        settings = cls(
             service=ServiceSettings.from_env("inference", environ),
             torch_threads=env.int("RETAIN_TORCH_THREADS", 2),
             score_page_size=env.int("RETAIN_SCORE_PAGE_SIZE", 5000),
             score_batch_size=env.int("RETAIN_SCORE_BATCH_SIZE", 2048),
+            scoring_interval_seconds=env.float("RETAIN_SCORING_INTERVAL_SECONDS", 0),
+            scoring_shards=env.int("RETAIN_SCORING_SHARDS", 1),
         )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise SettingsError naming the first variable with a bad value."""
+        if self.torch_threads < 1:
+            raise SettingsError(
+                "RETAIN_TORCH_THREADS", f'"{self.torch_threads}" must be at least 1'
+            )
+        if not 1 <= self.score_page_size <= 10_000:
+            raise SettingsError(
+                "RETAIN_SCORE_PAGE_SIZE",
+                f'"{self.score_page_size}" must be 1 to 10000, the events service\'s'
+                " maximum page size",
+            )
+        if self.score_batch_size < 1:
+            raise SettingsError(
+                "RETAIN_SCORE_BATCH_SIZE",
+                f'"{self.score_batch_size}" must be at least 1',
+            )
+        if self.scoring_interval_seconds < 0:
+            raise SettingsError(
+                "RETAIN_SCORING_INTERVAL_SECONDS",
+                f'"{self.scoring_interval_seconds:g}" must be 0 (off) or more',
+            )
+        if self.scoring_shards < 1:
+            raise SettingsError(
+                "RETAIN_SCORING_SHARDS", f'"{self.scoring_shards}" must be at least 1'
+            )

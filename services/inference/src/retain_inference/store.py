@@ -4,82 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from retain.type.v1 import job_pb2
-from sqlalchemy.dialects import postgresql
+from retain_runtime.errors import FailedPrecondition, NotFound
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from retain_runtime.errors import FailedPrecondition, NotFound
-
-metadata = sa.MetaData()
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("job_id", sa.Text, primary_key=True),
-    sa.Column("kind", sa.Text),
-    sa.Column("state", sa.SmallInteger),
-    sa.Column("progress_done", sa.BigInteger),
-    sa.Column("progress_total", sa.BigInteger),
-    sa.Column("message", sa.Text),
-    sa.Column("result_id", sa.Text),
-    sa.Column("create_time", sa.DateTime(timezone=True)),
-    sa.Column("update_time", sa.DateTime(timezone=True)),
+from retain_inference.score_copy import COLUMNS as SCORE_COLUMNS
+from retain_inference.tables import (
+    ACTIVE,
+    MODEL_COLUMNS,
+    READY,
+    SCHEDULED_SCORING_RUN,
+    jobs,
+    model_versions,
+    promotions,
+    scores,
+    scoring_runs,
 )
-model_versions = sa.Table(
-    "model_versions",
-    metadata,
-    sa.Column("model_version", sa.Text, primary_key=True),
-    sa.Column("status", sa.SmallInteger),
-    sa.Column("config", postgresql.JSONB),
-    sa.Column("cutoff_time", sa.DateTime(timezone=True)),
-    sa.Column("label_end_time", sa.DateTime(timezone=True)),
-    sa.Column("horizon_days", sa.Integer),
-    sa.Column("metrics", postgresql.JSONB),
-    sa.Column("checkpoint", sa.LargeBinary),
-    sa.Column("create_time", sa.DateTime(timezone=True)),
-    sa.Column("promote_time", sa.DateTime(timezone=True)),
-)
-promotions = sa.Table(
-    "promotions",
-    metadata,
-    sa.Column("promotion_id", sa.BigInteger, primary_key=True),
-    sa.Column("model_version", sa.Text),
-    sa.Column("promoted_by", sa.Text),
-    sa.Column("promote_time", sa.DateTime(timezone=True)),
-)
-scoring_runs = sa.Table(
-    "scoring_runs",
-    metadata,
-    sa.Column("scoring_run_id", sa.BigInteger, primary_key=True),
-    sa.Column("model_version", sa.Text),
-    sa.Column("as_of_time", sa.DateTime(timezone=True)),
-    sa.Column("min_customer_id", sa.BigInteger),
-    sa.Column("max_customer_id", sa.BigInteger),
-    sa.Column("job_id", sa.Text),
-    sa.Column("scored_count", sa.BigInteger),
-    sa.Column("finished", sa.Boolean),
-)
-scores = sa.Table(
-    "scores",
-    metadata,
-    sa.Column("scoring_run_id", sa.BigInteger, primary_key=True),
-    sa.Column("customer_id", sa.BigInteger, primary_key=True),
-    sa.Column("model_version", sa.Text),
-    sa.Column("churn_probability", sa.Float),
-    sa.Column("expected_days", sa.Float),
-    sa.Column("reasons", postgresql.JSONB),
-)
-
-# Every registry column but the checkpoint, which only scoring loads.
-MODEL_COLUMNS = [c for c in model_versions.c if c.name != "checkpoint"]
-
-# Model statuses, as in retain.inference.v1.ModelStatus.
-READY, ACTIVE, RETIRED = 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -104,17 +49,7 @@ class Store:
     # Jobs
 
     async def create_job(self, kind: str, now: dt.datetime) -> dict[str, Any]:
-        row = {
-            "job_id": uuid.uuid4().hex,
-            "kind": kind,
-            "state": job_pb2.JOB_STATE_QUEUED,
-            "progress_done": 0,
-            "progress_total": 0,
-            "message": "",
-            "result_id": "",
-            "create_time": now,
-            "update_time": now,
-        }
+        row = new_job(kind, now)
         async with self.engine.begin() as conn:
             await conn.execute(jobs.insert().values(row))
         return row
@@ -128,12 +63,24 @@ class Store:
             )
 
     async def fail_interrupted_jobs(self, now: dt.datetime) -> None:
-        """Mark jobs left queued or running by a previous process as failed."""
-        unfinished = (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING)
+        """Mark jobs left queued or running by a previous process as failed.
+
+        Queued scheduled runs stay queued, because any replica may claim them.
+        """
+        # TODO: with several replicas, a restarting one also fails the jobs
+        # that the others are running; give each job an owner whose liveness
+        # a replica can check before scheduled runs span replicas in production.
+        interrupted = sa.or_(
+            jobs.c.state == job_pb2.JOB_STATE_RUNNING,
+            sa.and_(
+                jobs.c.state == job_pb2.JOB_STATE_QUEUED,
+                jobs.c.kind != SCHEDULED_SCORING_RUN,
+            ),
+        )
         async with self.engine.begin() as conn:
             await conn.execute(
                 jobs.update()
-                .where(jobs.c.state.in_(unfinished))
+                .where(interrupted)
                 .values(
                     state=job_pb2.JOB_STATE_FAILED,
                     update_time=now,
@@ -162,7 +109,11 @@ class Store:
 
     async def count_models(self) -> int:
         async with self.engine.connect() as conn:
-            return int(await conn.scalar(sa.select(sa.func.count()).select_from(model_versions)))
+            return int(
+                await conn.scalar(
+                    sa.select(sa.func.count()).select_from(model_versions)
+                )
+            )
 
     async def list_models(self, after: str | None, limit: int) -> list[ModelRecord]:
         query = sa.select(*MODEL_COLUMNS).order_by(
@@ -292,15 +243,20 @@ class Store:
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
-    async def add_scores(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert one page of scores and count them on the run."""
+    async def copy_scores(self, run_id: int, lines: bytes, count: int) -> None:
+        """Store one page of scores, given as COPY text lines, and count them."""
+        columns = ", ".join(SCORE_COLUMNS)
         async with self.engine.begin() as conn:
-            await conn.execute(scores.insert(), list(rows))
             await conn.execute(
                 scoring_runs.update()
                 .where(scoring_runs.c.scoring_run_id == run_id)
-                .values(scored_count=scoring_runs.c.scored_count + len(rows))
+                .values(scored_count=scoring_runs.c.scored_count + count)
             )
+            raw = await conn.get_raw_connection()
+            driver = cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+            statement = f"COPY scores ({columns}) FROM STDIN"
+            async with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                await copy.write(lines)
 
     async def finish_run(self, run_id: int) -> None:
         async with self.engine.begin() as conn:
@@ -384,6 +340,21 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [dict(r._mapping) for r in reversed(rows)]
+
+
+def new_job(kind: str, now: dt.datetime) -> dict[str, Any]:
+    """Return the row of a new queued job."""
+    return {
+        "job_id": uuid.uuid4().hex,
+        "kind": kind,
+        "state": job_pb2.JOB_STATE_QUEUED,
+        "progress_done": 0,
+        "progress_total": 0,
+        "message": "",
+        "result_id": "",
+        "create_time": now,
+        "update_time": now,
+    }
 
 
 def _model(row: Any) -> ModelRecord:
