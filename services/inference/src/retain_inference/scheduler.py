@@ -132,6 +132,8 @@ class ScoringScheduler:
             asyncio.create_task(self._every_tick(self._schedule_once, "schedule")),
             asyncio.create_task(self._every_tick(self._claim_once, "claim")),
         ]
+        for task in self.tasks:
+            task.add_done_callback(_log_crash)
         log.info(
             "Scoring scheduler started: every %g s in %d shard(s)",
             self.interval_seconds,
@@ -147,12 +149,29 @@ class ScoringScheduler:
 
     async def _every_tick(self, step: Callable[[], Awaitable[bool]], name: str) -> None:
         """Call step until cancelled, sleeping a tick after each call that did nothing."""
+        failures = 0
         while True:
             try:
                 busy = await step()
             except RETRIED_ERRORS:
-                log.exception("Scoring scheduler %s step failed; retrying", name)
+                failures += 1
                 busy = False
+                # One line at the first failure and then once a minute or so.
+                if failures % 60 == 1:
+                    log.exception(
+                        "Scoring scheduler %s step failed %d time(s) in a row; "
+                        "retrying every tick",
+                        name,
+                        failures,
+                    )
+            else:
+                if failures:
+                    log.info(
+                        "Scoring scheduler %s step works again after %d failures",
+                        name,
+                        failures,
+                    )
+                failures = 0
             if not busy:
                 await asyncio.sleep(self.tick_seconds)
 
@@ -229,3 +248,12 @@ class ScoringScheduler:
         )
         await self.runs.execute(run, job)
         return True
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "Scoring scheduler loop stopped by an unexpected error; scheduled "
+            "scoring is off until the service restarts",
+            exc_info=task.exception(),
+        )
