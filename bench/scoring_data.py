@@ -95,10 +95,6 @@ def generate_events(
     )
 
 
-def _field(dtype: str) -> list[tuple[str, str]]:
-    return [("length", ">i4"), ("value", dtype)]
-
-
 def _event_ids(events: GeneratedEvents, rows: slice) -> np.ndarray:
     """Return "<customer id><event number>" as fixed-width ASCII, (n, digits)."""
     numbers = events.customer_ids[rows] * 100 + (
@@ -130,6 +126,7 @@ def _events_rows(events: GeneratedEvents, rows: slice) -> bytes:
             ("attributes", "S3"),
         ]
     )
+
     count = rows.stop - rows.start
     out = np.empty(count, dtype=dtype)
     out["fields"] = 7
@@ -184,9 +181,9 @@ def copy_events(conninfo: str, events: GeneratedEvents) -> None:
             " currency_code, attributes)",
             (_events_rows(events, rows) for rows in chunks),
         )
-        # Index-only scans of events need the visibility map that VACUUM sets;
-        # a plain VACUUM right after the load left about a quarter of the pages
-        # unmarked in a trial, FREEZE marks them all.
+        # Index-only scans of events need the visibility map that VACUUM sets.
+        # A plain VACUUM right after the load left about a quarter of the pages
+        # unmarked in a trial, and FREEZE marks them all.
         conn.execute("VACUUM (FREEZE, ANALYZE) events")
         conn.execute("VACUUM (FREEZE, ANALYZE) event_ids")
 
@@ -205,7 +202,7 @@ def fixed_weight_predictor(
     """Build an untrained ChurnPredictor with seeded weights.
 
     Its feature statistics come from the first 10,000 customers, as training would
-    fit them, so the model sees standardised inputs. Scoring costs the same as
+    fit them, so the model gets standardised inputs. Scoring costs the same as
     with trained weights, because the shapes are the same.
     """
     torch.manual_seed(seed)

@@ -1,6 +1,6 @@
 """A stand-in for the events service that serves synthetic customers over mTLS.
 
-It answers ListSequences (as messages or packed), CountSequences and
+It serves ListSequences (as messages or packed), CountSequences and
 GetCustomerActivity from a dict, paged like the real service, so the inference
 tests exercise the inference side alone.
 """
@@ -45,7 +45,6 @@ class FakeEvents(events_pb2_grpc.EventsServiceServicer):
 
     def __init__(self, events: CustomerEvents) -> None:
         self.events = events
-        self.count_calls = 0
 
     def _customers(self, request, after: int = 0) -> list[tuple[int, list]]:
         """Return the customers in the request's range with events before end_time."""
@@ -85,7 +84,6 @@ class FakeEvents(events_pb2_grpc.EventsServiceServicer):
         return reply
 
     async def CountSequences(self, request, context):
-        self.count_calls += 1
         customers = self._customers(request)
         ids = [customer_id for customer_id, _ in customers]
         return events_pb2.CountSequencesResponse(
@@ -147,4 +145,3 @@ async def start_fake_events(cert_dir: Path, fake: FakeEvents) -> RunningServer:
         ),
         policy,
     )
-

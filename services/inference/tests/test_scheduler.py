@@ -102,13 +102,15 @@ async def replicas(
         await service.stop(0)
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], description: str
+) -> None:
     """Poll condition every 50 ms for up to 60 s."""
     for _ in range(1200):
         if await condition():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting until {what}")
+    raise AssertionError(f"timed out waiting until {description}")
 
 
 async def scheduled_runs(engine: AsyncEngine) -> list[dict]:

@@ -17,8 +17,8 @@ from retain_events.store import SequencePage
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10000
 # A page stops before the customer that would take it past this many events,
-# which keeps a reply under the 16 MiB gRPC message limit: 18 bytes per event
-# packed make about 10.3 MiB, and messages take about 13 bytes per event. A
+# which keeps a reply under the 16 MiB gRPC message limit. Packed, 18 bytes per
+# event make about 10.3 MiB, and messages take about 13 bytes per event. A
 # customer with more events than this gets a page alone.
 # NOTE: a customer with more than about 900,000 events still exceeds the limit.
 MAX_PAGE_EVENTS = 600_000
