@@ -47,7 +47,7 @@ EVENT_BATCH = 5000
 
 @dataclass
 class DemoOptions:
-    """What `retain demo` runs on."""
+    """Options of `retain demo`: data size, campaign settings and timeouts."""
 
     customers: int = 0  # 0 means every CDNOW customer
     threshold: float = 0.7

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,10 +175,11 @@ class Stack:
                 env[key] = value
         return env
 
-    def _secret(self, filename: str, make: object) -> str:
+    def _secret(self, filename: str, make: Callable[[], str]) -> str:
+        """Return the secret stored in the state folder, creating it once."""
         path = self.options.state_dir / filename
         if not path.exists():
-            path.write_text(make())  # type: ignore[operator]
+            path.write_text(make())
             path.chmod(0o600)
         return path.read_text().strip()
 

@@ -29,7 +29,7 @@ def spiffe_id(name: str) -> str:
 
 @dataclass(frozen=True)
 class CertPaths:
-    """Where one mesh member's files live."""
+    """Paths of one mesh member's certificate, key and the mesh CA."""
 
     ca: Path
     cert: Path

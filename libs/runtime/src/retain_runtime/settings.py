@@ -57,8 +57,8 @@ class Env:
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """What every service process needs: where it listens, its database,
-    its certificate and where its peers are."""
+    """Settings of every service process: its listen address, database,
+    certificate and the addresses of its peers."""
 
     name: str
     host: str

@@ -33,7 +33,7 @@ UCS2 = "UCS-2"
 
 @dataclass(frozen=True)
 class SmsShape:
-    """How a text travels: its encoding, length in encoding units and parts."""
+    """The SMS form of a text: its encoding, length in encoding units and parts."""
 
     encoding: str
     units: int

@@ -1,4 +1,4 @@
-"""Which mesh members may call each InferenceService RPC."""
+"""The allow-list of mesh members for each InferenceService RPC."""
 
 from retain_runtime.callers import CallPolicy
 
