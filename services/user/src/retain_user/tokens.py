@@ -8,8 +8,9 @@ email), role ("admin" or "analyst"), iat, exp, jti (a random id) and sid
 A refresh token is 32 random bytes in base64url, stored as its SHA-256 hash.
 Each one works once: RefreshToken returns the next token of the same
 session. A used token sent again was copied, so the whole session is revoked.
-SignOut revokes the session, and verify_access_token rejects access tokens
-whose sid names a revoked session.
+SignOut revokes the session. verify_access_token and session_live, which
+Envoy's ext_authz Check calls for each request with a token, reject access
+tokens whose sid names a revoked session.
 
 iat and exp read the wall clock, because Envoy checks them against real
 time; stored times read the service clock, which may run at an offset.
@@ -32,6 +33,7 @@ from retain_runtime.errors import Unauthenticated
 from retain_user import roles
 from retain_user.admins import Admin
 from retain_user.audit import AuditAction, audit_entry
+from retain_user.session_cache import SessionCache
 from retain_user.signing_keys import ALGORITHM, SigningKeys
 from retain_user.token_store import TokenStore
 
@@ -77,13 +79,19 @@ class TokenIssuer:
         clock: Clock,
         wall_clock: Clock,
         ttl_seconds: tuple[int, int],
+        sessions: SessionCache | None = None,
     ) -> None:
-        """ttl_seconds is the lifetime of access tokens and of refresh tokens."""
+        """ttl_seconds is the lifetime of access tokens and of refresh tokens.
+
+        sessions caches the results of session_live, which session_cache
+        limits in age.
+        """
         self._store = store
         self._keys = keys
         self._clock = clock
         self._wall_clock = wall_clock
         self._access_ttl, self._refresh_ttl = ttl_seconds
+        self._sessions = sessions or SessionCache()
 
     async def start_session(self, admin: Admin) -> TokenPair:
         """Start a session for an admin who just signed in."""
@@ -127,6 +135,7 @@ class TokenIssuer:
     async def _revoke_reused(self, row: Any, now: dt.datetime) -> None:
         audit = audit_entry(AuditAction.REFRESH_TOKEN_REUSED, row.email, now)
         await self._store.revoke_session(row.session_id, audit.action.value, audit)
+        self._sessions.put(row.session_id, live=False)
         log.warning(
             "Refresh token of session %s (admin %d) was used twice; "
             "revoked the session",
@@ -142,16 +151,16 @@ class TokenIssuer:
             return
         audit = audit_entry(AuditAction.SIGN_OUT, row.email, self._clock.now())
         await self._store.revoke_session(row.session_id, audit.action.value, audit)
+        self._sessions.put(row.session_id, live=False)
         log.info("Admin %d signed out of session %s", row.admin_id, row.session_id)
 
     async def verify_access_token(self, token: str) -> AccessClaims:
         """Return the claims of a valid access token of a live session.
 
         Raises Unauthenticated naming what failed. Envoy's jwt_authn checks
-        the signature, iss, aud and exp but cannot check revocation.
+        the signature, iss, aud and exp, and its ext_authz Check calls
+        session_live for revocation.
         """
-        # NOTE: until an ext_authz service calls this for each request, the
-        # access tokens of a revoked session pass Envoy until their exp.
         claims = await self._verified_claims(token)
         expire_time = dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
         if expire_time <= self._wall_clock.now():
@@ -165,6 +174,18 @@ class TokenIssuer:
             token_id=claims["jti"],
             expire_time=expire_time,
         )
+
+    async def session_live(self, session_id: str) -> bool:
+        """Return whether a session exists and is not revoked.
+
+        A result that says live may come from the cache and be up to
+        session_cache.LIVE_SECONDS old.
+        """
+        live = self._sessions.get(session_id)
+        if live is None:
+            live = not await self._store.session_revoked(session_id)
+            self._sessions.put(session_id, live)
+        return live
 
     async def _verified_claims(self, token: str) -> dict[str, Any]:
         """Check the signature, iss, aud and required claims, not exp."""
