@@ -15,7 +15,7 @@ PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/api/src
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto lint demo up test frontend bench-quality clean
+.PHONY: help install proto lint demo up test frontend chromium screenshots bench-quality clean
 
 help:
 	@echo "make demo   run the whole retention loop on the CDNOW data and print a summary"
@@ -24,6 +24,7 @@ help:
 	@echo "make proto  regenerate the Python package from proto/"
 	@echo "make lint   buf lint, buf format and ruff"
 	@echo "make frontend  build and test the dashboard"
+	@echo "make screenshots  save each dashboard page under docs/screenshots"
 	@echo "make bench-quality  the churn model against baselines on CDNOW"
 
 $(BIN)/python:
@@ -38,6 +39,12 @@ $(GEN)/retain/.generated: $(VENV)/.tools $(PROTO_FILES) buf.yaml scripts/gen_pro
 	touch $@
 
 proto: $(GEN)/retain/.generated
+
+# Writes docs/openapi.json from the descriptor set that `make proto` builds;
+# a test fails while the checked-in file differs from a fresh one.
+.PHONY: openapi
+openapi: proto install
+	$(BIN)/python scripts/gen_openapi.py
 
 $(STAMP): $(GEN)/retain/.generated requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/pyproject.toml)
 	$(PIP) -r requirements-dev.txt
@@ -65,7 +72,23 @@ frontend/node_modules/.installed: frontend/package.json frontend/package-lock.js
 frontend: proto frontend/node_modules/.installed
 	cd frontend && npm run ci
 
-test: install frontend
+# The browser tests drive Debian's chromium; RETAIN_CHROMIUM may name another binary.
+chromium:
+	@if [ -n "$${RETAIN_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "Chromium is missing: install Debian's chromium package or set RETAIN_CHROMIUM"; \
+		exit 1; \
+	fi
+
+# Starts a stack of its own, runs the demo on 3,000 customers and saves a
+# picture of each dashboard page under docs/screenshots.
+screenshots: install frontend chromium
+	$(BIN)/python scripts/screenshots.py
+
+test: install frontend chromium
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/python -m pytest

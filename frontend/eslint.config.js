@@ -15,4 +15,6 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "error",
     },
   },
+  // The browser walkthrough runs in Node and drives Chromium from outside.
+  { files: ["e2e/**"], languageOptions: { globals: globals.node } },
 );

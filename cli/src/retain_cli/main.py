@@ -30,6 +30,9 @@ StateDir = Annotated[
     Path, typer.Option("--state-dir", envvar="RETAIN_STATE_DIR", help="Folder for databases, certificates, logs and models.")
 ]
 STACK_FILE = "stack.json"
+# The demo's clock offset, which `retain up` keeps so the dashboard shows the
+# demo's data as of the demo's days rather than decades later.
+CLOCK_FILE = "clock.json"
 
 
 def _progress() -> Progress:
@@ -45,6 +48,21 @@ def _write_stack_file(stack: Stack) -> None:
     path.write_text(json.dumps({k: stack.env[k] for k in keys}, indent=2))
 
 
+def _save_clock(state_dir: Path, offset_seconds: float) -> None:
+    path = state_dir / CLOCK_FILE
+    path.write_text(json.dumps({"offset_seconds": offset_seconds}) + "\n")
+
+
+def _saved_clock(state_dir: Path) -> float:
+    path = state_dir / CLOCK_FILE
+    if not path.exists():
+        return 0.0
+    try:
+        return float(json.loads(path.read_text())["offset_seconds"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise typer.BadParameter(f"{path} is not a saved clock ({error}); delete it") from None
+
+
 def _read_stack_file(state_dir: Path) -> dict[str, str]:
     path = state_dir / STACK_FILE
     if not path.exists():
@@ -56,7 +74,8 @@ def _read_stack_file(state_dir: Path) -> dict[str, str]:
 def up(state_dir: StateDir = Path(".retain")) -> None:
     """Start PostgreSQL, Redis, the services, the worker and Envoy until Ctrl-C."""
     logs.configure("text", "INFO", "retain")
-    stack = Stack(StackOptions(state_dir=state_dir))
+    offset = _saved_clock(state_dir)
+    stack = Stack(StackOptions(state_dir=state_dir, clock_offset_seconds=offset))
     _start_or_exit(stack)
     _write_stack_file(stack)
     try:
@@ -65,6 +84,12 @@ def up(state_dir: StateDir = Path(".retain")) -> None:
         stack.stop()
         raise
     console.print(f"Retain is up. Gateway: {stack.gateway_url}  Logs: {stack.log_dir}")
+    if offset:
+        now = Clock(offset).now()
+        console.print(
+            f"The clock continues from the demo and reads {now:%Y-%m-%d %H:%M} UTC; "
+            f"delete {state_dir / CLOCK_FILE} to run on today's date."
+        )
     _print_sign_in(stack, accounts)
     console.print("Press Ctrl-C to stop.")
     stopping = False
@@ -109,6 +134,7 @@ def demo(
         _start_or_exit(stack)
         startup_seconds = round(time.monotonic() - started, 2)
     _write_stack_file(stack)
+    _save_clock(state_dir, offset)
     clients = Clients.connect(stack.env)
     try:
         with _progress() as progress:
@@ -120,7 +146,7 @@ def demo(
         stack.stop()
     result = summary.as_dict()
     _print_summary(result)
-    console.print("Run `retain up` to open the dashboard on this data.")
+    console.print("To see this data in the dashboard, run `make up` and open the address below.")
     _print_sign_in(stack, accounts)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
