@@ -119,8 +119,7 @@ async function badge(page) {
   return (await page.locator("h1 .badge").textContent())?.trim() ?? "";
 }
 
-// The session lives in the page's memory, so the walk moves by links the way
-// an admin clicks, and loads a URL directly only while signed out.
+// The walk moves by links, the way an admin clicks.
 
 /** Opens a campaign's page from the campaign list. */
 async function openCampaign(
@@ -178,6 +177,12 @@ async function walk(browser) {
   });
 
   await step("the admin signs in", () => signIn(page, settings.admin));
+
+  await step("a reload keeps the admin signed in", async () => {
+    await page.reload();
+    await page.getByRole("heading", { name: "Overview" }).waitFor();
+    await page.getByText(settings.admin.email).first().waitFor();
+  });
 
   await step("the overview shows customers, risk and events", async () => {
     await page.getByRole("heading", { name: "Overview" }).waitFor();

@@ -36,6 +36,7 @@ export function createApi(
   const auth = new Authenticator(new SessionStore(), () => users);
   const transport = makeTransport([authInterceptor(auth)]);
   const users = createClient(UserService, transport);
+  auth.resume();
   return {
     users,
     inference: createClient(InferenceService, transport),

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 
 import { CommsService } from "../gen/retain/comms/v1/comms_pb";
 import { Role, UserService } from "../gen/retain/user/v1/user_pb";
+import { SESSION_KEY } from "../auth/authenticator";
 import { testApi } from "../test/api";
 
 /** Creates a gateway stand-in that accepts one access token and records each call. */
@@ -106,5 +107,57 @@ describe("authInterceptor", () => {
 
     await expect(call).rejects.toMatchObject({ code: Code.Unauthenticated });
     expect(api.auth.store.get()).toBeNull();
+  });
+});
+
+describe("a reloaded tab", () => {
+  it("resumes the session with a fresh access token", async () => {
+    const valid = { current: "token-1" };
+    const { seen, routes } = gateway(valid, "ok");
+    await testApi(routes).auth.signIn("amina@example.co.ke", "pass phrase");
+
+    const reloaded = testApi(routes);
+    const response = await reloaded.comms.getProviderBalance({});
+
+    expect(reloaded.auth.store.get()?.admin.email).toBe("amina@example.co.ke");
+    expect(response.balance?.amountMicros).toBe(1_000_000n);
+    expect(seen.map((call) => call.method)).toEqual([
+      "SignIn",
+      "RefreshToken",
+      "GetProviderBalance",
+    ]);
+    expect(seen[2]?.authorization).toBe("Bearer token-2");
+    expect(sessionStorage.getItem(SESSION_KEY)).toContain("refresh-2");
+    expect(sessionStorage.getItem(SESSION_KEY)).not.toContain("token-2");
+  });
+
+  it("signs in again when the saved refresh token is revoked", async () => {
+    const { routes } = gateway({ current: "token-1" }, "revoked");
+    await testApi(routes).auth.signIn("amina@example.co.ke", "pass phrase");
+
+    const reloaded = testApi(routes);
+    const call = reloaded.comms.getProviderBalance({});
+
+    await expect(call).rejects.toMatchObject({ code: Code.Unauthenticated });
+    expect(reloaded.auth.store.get()).toBeNull();
+    expect(sessionStorage.getItem(SESSION_KEY)).toBeNull();
+  });
+
+  it("stays signed out after signing out", async () => {
+    const { routes } = gateway({ current: "token-1" }, "ok");
+    const api = testApi(routes);
+    await api.auth.signIn("amina@example.co.ke", "pass phrase");
+    await api.auth.signOut();
+
+    expect(testApi(routes).auth.store.get()).toBeNull();
+  });
+
+  it("drops a damaged saved session", () => {
+    sessionStorage.setItem(SESSION_KEY, "{not json");
+
+    expect(
+      testApi(gateway({ current: "" }, "ok").routes).auth.store.get(),
+    ).toBeNull();
+    expect(sessionStorage.getItem(SESSION_KEY)).toBeNull();
   });
 });

@@ -2,7 +2,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 
 import type { UserService } from "../gen/retain/user/v1/user_pb";
 import type { TokenSource } from "../api/interceptor";
-import type { Session, SessionStore } from "./session";
+import type { Session, SessionAdmin, SessionStore } from "./session";
 
 /**
  * How long before the access token expires the session refreshes it. Tokens
@@ -12,6 +12,21 @@ export const REFRESH_MARGIN_MS = 60_000;
 
 type UserClient = Client<typeof UserService>;
 
+/** The part of the Web Storage API that keeps a tab's session over a reload. */
+export type SessionMemory = Pick<Storage, "getItem" | "setItem" | "removeItem">;
+
+/** The key under which a tab keeps its refresh token and admin. */
+export const SESSION_KEY = "retain.session";
+
+interface SavedSession {
+  refreshToken: string;
+  admin: SessionAdmin;
+}
+
+function browserMemory(): SessionMemory | null {
+  return typeof sessionStorage === "undefined" ? null : sessionStorage;
+}
+
 /**
  * Signs the admin in and out and keeps the access token fresh.
  *
@@ -20,6 +35,10 @@ type UserClient = Client<typeof UserService>;
  * in case the timer ran late in a sleeping tab, and after a call is rejected
  * as UNAUTHENTICATED. Concurrent refreshes share one RefreshToken call, because
  * the server replaces the refresh token on every use.
+ *
+ * The refresh token and the admin are also kept in the tab's sessionStorage,
+ * so a reload resumes the session; the access token stays in memory only.
+ * Closing the tab forgets the session, and signing out deletes it.
  */
 export class Authenticator implements TokenSource {
   #refreshing: Promise<boolean> | null = null;
@@ -29,7 +48,20 @@ export class Authenticator implements TokenSource {
     readonly store: SessionStore,
     private readonly users: () => UserClient,
     private readonly now: () => number = Date.now,
+    private readonly memory: SessionMemory | null = browserMemory(),
   ) {}
+
+  /**
+   * Resumes the session this tab saved before a reload. Its access token is
+   * empty and due, so the first call refreshes it, and a rejected refresh
+   * token ends the session.
+   */
+  resume(): void {
+    const saved = this.#saved();
+    if (saved !== null && this.store.get() === null) {
+      this.store.set({ ...saved, accessToken: "", refreshAt: 0 });
+    }
+  }
 
   /** Calls SignIn and starts the session. Rejects with the server's ConnectError. */
   async signIn(email: string, password: string): Promise<void> {
@@ -121,6 +153,11 @@ export class Authenticator implements TokenSource {
   #start(session: Session): void {
     clearTimeout(this.#timer);
     this.store.set(session);
+    const saved: SavedSession = {
+      refreshToken: session.refreshToken,
+      admin: session.admin,
+    };
+    this.memory?.setItem(SESSION_KEY, JSON.stringify(saved));
     if (session.refreshAt === Infinity) {
       return;
     }
@@ -139,6 +176,28 @@ export class Authenticator implements TokenSource {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.store.set(null);
+    this.memory?.removeItem(SESSION_KEY);
+  }
+
+  #saved(): SavedSession | null {
+    const text = this.memory?.getItem(SESSION_KEY);
+    if (text === null || text === undefined) {
+      return null;
+    }
+    try {
+      const saved = JSON.parse(text) as Partial<SavedSession>;
+      if (
+        typeof saved.refreshToken === "string" &&
+        typeof saved.admin?.email === "string" &&
+        typeof saved.admin.role === "number"
+      ) {
+        return { refreshToken: saved.refreshToken, admin: saved.admin };
+      }
+    } catch {
+      // A damaged entry is dropped below, and the admin signs in again.
+    }
+    this.memory?.removeItem(SESSION_KEY);
+    return null;
   }
 
   #refreshAt(ttlSeconds: bigint): number {

@@ -4,4 +4,6 @@ import { afterEach } from "vitest";
 
 afterEach(() => {
   cleanup();
+  // The authenticator keeps the session here; each test starts signed out.
+  sessionStorage.clear();
 });
