@@ -136,3 +136,26 @@ async def test_token_without_session_id_gets_401(
 
     assert reply.status_code == 401, reply.text
     assert "sid" in reply.json()["message"]
+
+
+def jwt_stat(gateway: Gateway, name: str) -> int:
+    reply = httpx.get(f"{gateway.admin_url}/stats?format=json&filter=jwt_authn", timeout=5)
+    stats = reply.json()["stats"]
+    return sum(s.get("value", 0) for s in stats if s.get("name", "").endswith(name))
+
+
+async def test_token_signature_is_checked_once_but_session_every_time(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    access, refresh = await sign_in_pair(client, ADMIN_EMAIL)
+    await client.get("/v1/campaigns", headers=bearer(access))
+    hits = jwt_stat(gateway, "jwt_cache_hit")
+
+    for _ in range(5):
+        reply = await client.get("/v1/campaigns", headers=bearer(access))
+        assert reply.status_code == 200, reply.text
+    await sign_out(client, refresh)
+    revoked = await client.get("/v1/campaigns", headers=bearer(access))
+
+    assert jwt_stat(gateway, "jwt_cache_hit") >= hits + 5
+    assert revoked.status_code == 401, revoked.text
