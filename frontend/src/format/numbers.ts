@@ -15,3 +15,21 @@ export function formatPoints(difference: number): string {
   const points = (difference * 100).toFixed(1);
   return `${difference > 0 ? "+" : ""}${points} pp`;
 }
+
+/**
+ * Formats an expected wait in days for a reader: whole days up to a year,
+ * and "over a year" beyond, where a long-tailed estimate says little more.
+ */
+export function formatDays(days: number): string {
+  if (!Number.isFinite(days) || days < 0) {
+    return "—";
+  }
+  if (days < 1) {
+    return "under a day";
+  }
+  if (days > 365) {
+    return "over a year";
+  }
+  const whole = Math.round(days);
+  return `${whole} day${whole === 1 ? "" : "s"}`;
+}

@@ -7,7 +7,7 @@ import { useLoad } from "../api/load";
 import { LoadView } from "../components/states";
 import type { Score } from "../gen/retain/inference/v1/inference_pb";
 import type { Customer } from "../gen/retain/user/v1/user_pb";
-import { formatPercent } from "../format/numbers";
+import { formatDays, formatPercent } from "../format/numbers";
 
 const PAGE_SIZE = 50;
 const DEFAULT_MIN_PROBABILITY = 0.5;
@@ -292,7 +292,7 @@ function ScoreRow({ row }: { row: Row }) {
           ))}
       </td>
       <td>{formatPercent(score.churnProbability)}</td>
-      <td>{score.expectedDaysToNextActivity.toFixed(1)}</td>
+      <td>{formatDays(score.expectedDaysToNextActivity)}</td>
       <td>
         <ul className="reasons">
           {score.reasons.map((reason, index) => (
