@@ -93,3 +93,12 @@ def test_every_stage_is_timed(summary: Summary) -> None:
         "customers", "calibration_events", "training", "scoring",
         "campaign", "delivery", "holdout_events", "evaluation",
     ]
+
+
+def test_summary_explains_at_risk_customers_in_words(summary: Summary) -> None:
+    examples = summary.values["examples"]
+    assert len(examples) == 3
+    for example in examples:
+        assert example["churn_probability"] >= 0.7
+        assert example["expected_days_to_next_activity"] > 0
+        assert example["reasons"] and all(text.strip() for text in example["reasons"])

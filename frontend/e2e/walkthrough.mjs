@@ -69,6 +69,8 @@ async function capture(page, name) {
     return;
   }
   await page.waitForLoadState("networkidle");
+  // A pointer left over a chart would draw its tooltip into the picture.
+  await page.mouse.move(0, 0);
   // Charts animate their first drawing; the picture waits for the last frame.
   await page.waitForTimeout(800);
   const file = path.join(settings.screenshotDir, `${name}.png`);

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # The demo lives on the afternoon of the last calibration day, in working hours.
 DEMO_NOW = dt.datetime(1997, 9, 30, 15, 0, tzinfo=NAIROBI)
+# After the demo the stack reads the day after the holdout period, so the
+# dashboard's campaign results count every holdout purchase.
+DEMO_AFTER = dt.datetime(1998, 7, 1, 12, 0, tzinfo=NAIROBI)
 TRAIN_CUTOFF = dt.datetime(1997, 7, 1, tzinfo=NAIROBI)
 HOLDOUT_13W_END = dt.datetime(1997, 12, 31, tzinfo=NAIROBI)
 SEED = 1997
@@ -43,6 +46,8 @@ CONSENT_SHARE = 0.9
 SWAHILI_SHARE = 0.3
 CUSTOMER_BATCH = 1000
 EVENT_BATCH = 5000
+# At-risk customers whose reasons the summary shows.
+EXAMPLES = 3
 
 
 @dataclass
@@ -184,7 +189,30 @@ class Demo:
             inference_pb2.GetScoringRunRequest(scoring_run_id=run.scoring_run_id), timeout=30
         ).scoring_run
         self.summary.values["scored"] = run.scored_count
+        self.summary.values["examples"] = self.examples(run.scoring_run_id)
         return run.scoring_run_id
+
+    def examples(self, run_id: int) -> list[dict[str, Any]]:
+        """Return the first few at-risk customers with their reasons in words."""
+        reply = self.clients.inference.ListScores(
+            inference_pb2.ListScoresRequest(
+                scoring_run_id=run_id,
+                min_churn_probability=self.options.threshold,
+                page_size=EXAMPLES,
+            ),
+            timeout=30,
+        )
+        return [
+            {
+                "customer_id": score.customer_id,
+                "churn_probability": round(score.churn_probability, 3),
+                "expected_days_to_next_activity": round(
+                    score.expected_days_to_next_activity, 1
+                ),
+                "reasons": [reason.text for reason in score.reasons],
+            }
+            for score in reply.scores
+        ]
 
     def _job_progress(self, label: str) -> Callable[[Any], None]:
         task = self.progress.add_task(label, total=None)

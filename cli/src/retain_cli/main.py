@@ -30,8 +30,8 @@ StateDir = Annotated[
     Path, typer.Option("--state-dir", envvar="RETAIN_STATE_DIR", help="Folder for databases, certificates, logs and models.")
 ]
 STACK_FILE = "stack.json"
-# The demo's clock offset, which `retain up` keeps so the dashboard shows the
-# demo's data as of the demo's days rather than decades later.
+# The clock the demo leaves for `retain up`, so the dashboard shows the demo's
+# data as of the day after its holdout period rather than decades later.
 CLOCK_FILE = "clock.json"
 
 
@@ -121,7 +121,7 @@ def demo(
 ) -> None:
     """Run the retention loop on the CDNOW data and print a summary."""
     from retain_cli.clients import Clients
-    from retain_cli.demo import DEMO_NOW, Demo, DemoOptions
+    from retain_cli.demo import DEMO_AFTER, DEMO_NOW, Demo, DemoOptions
 
     logs.configure("text", "WARNING", "retain")
     _refuse_live_account()
@@ -134,13 +134,13 @@ def demo(
         _start_or_exit(stack)
         startup_seconds = round(time.monotonic() - started, 2)
     _write_stack_file(stack)
-    _save_clock(state_dir, offset)
     clients = Clients.connect(stack.env)
     try:
         with _progress() as progress:
             summary = Demo(clients, DemoOptions(customers=customers), progress).run()
         summary.stage_seconds = {"startup": startup_seconds, **summary.stage_seconds}
         accounts = ensure_first_admins(clients.user, state_dir)
+        _save_clock(state_dir, Clock.starting_at(DEMO_AFTER).offset_seconds)
     finally:
         clients.close()
         stack.stop()
@@ -201,9 +201,34 @@ def _print_summary(result: dict[str, object]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in result.items():
+        if key == "examples":
+            continue
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         table.add_row(key, str(value))
+    Console().print(table)
+    _print_examples(result.get("examples", []))
+
+
+def _days(days: float) -> str:
+    # Beyond a year the model's long-tailed wait says little more.
+    return "over a year" if days > 365 else f"{days:.0f}"
+
+
+def _print_examples(examples: object) -> None:
+    if not isinstance(examples, list) or not examples:
+        return
+    table = Table(title="Why the model calls them at risk (first at-risk customers)")
+    for column in ("customer", "churn probability", "expected days to next purchase"):
+        table.add_column(column, justify="right")
+    table.add_column("reasons")
+    for example in examples:
+        table.add_row(
+            str(example["customer_id"]),
+            f"{example['churn_probability']:.3f}",
+            _days(example["expected_days_to_next_activity"]),
+            "; ".join(example["reasons"]),
+        )
     Console().print(table)
 
 
