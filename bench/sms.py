@@ -10,7 +10,12 @@ reports flow back through the stand-in while the campaign sends.
 Runs: 1 worker process, 4 worker processes, and 4 while the emulator returns
 HTTP 500 to a random share of send requests (--fault-rate). A bare loop of
 HTTP POSTs to an emulator, from 1 and from 4 processes, gives the limit of the
-path without the pipeline.
+path without the pipeline: once with one recipient per POST, and once with
+RETAIN_COMMS_SEND_BATCH recipients per POST, as the workers send one text.
+
+Every customer of a run has the first name Amina unless --distinct-names is
+given, so a batch of messages has one text and goes out in one request. With
+--distinct-names every text differs and each message takes a request.
 
 A run's rate is messages / (time of the last acceptance at the emulator -
 time of the LaunchCampaign call), so it includes selection, the ledger write
@@ -18,7 +23,7 @@ and the enqueue. It counts numbers received more than once (duplicates) and
 messages without a final state after --settle-timeout seconds (lost).
 
 Usage: python bench/sms.py [--messages 5000] [--threads 8] [--fault-rate 0.05]
-       [--json PATH]
+       [--distinct-names] [--no-reports] [--json PATH]
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "services" / "comms" / "tests"))
 
-from comms_doubles import phone_of
+from comms_doubles import FakeCustomer, phone_of
 from comms_harness import API_KEY, FINAL, USERNAME, Stack, open_stack
 from comms_processes import WorkerProcess
 from retain.comms.v1 import comms_pb2
 from retain_cli.infra import Postgres, Redis
+from retain_comms.settings import DEFAULT_SEND_BATCH
 from retain_comms.tables import messages
 from retain_emulator import AfricasTalkingEmulator
 from retain_runtime.certs import issue_mesh
@@ -63,14 +69,20 @@ log = logging.getLogger("bench.sms")
 
 # Customer ids of the measured campaign start here; warm-up customers are below.
 FIRST_CUSTOMER = 1_000_000
-# Messages per worker process sent before the measurement, so every process
-# has opened its database pool, channels and HTTP client.
-WARM_UP_PER_WORKER = 40
+# Messages per worker process sent before the measurement, two batches each,
+# so the processes have likely opened their database pools, channels and HTTP
+# clients. A process that fetched no warm-up batch opens them in the run.
+WARM_UP_PER_WORKER = 2 * DEFAULT_SEND_BATCH
 # The text of the bare loop's sends: the test template with its name filled.
 TEXT = "Hi Amina, we miss you at SafiriRide. Reply STOP to opt out."
 # The production default of RETAIN_COMMS_SWEEP_SECONDS, in place of the 0.2 s
-# that the test harness sets.
-OVERRIDES = {"RETAIN_COMMS_SWEEP_SECONDS": "5"}
+# that the test harness sets, and a send rate limit far above what the
+# pipeline reaches, so the limiter takes its Redis round trip per batch but
+# never makes a worker wait.
+OVERRIDES = {
+    "RETAIN_COMMS_SWEEP_SECONDS": "5",
+    "AT_SEND_RATE_PER_SECOND": "100000",
+}
 
 
 @dataclass
@@ -134,6 +146,12 @@ def parse_args() -> argparse.Namespace:
         help="send no delivery reports during the measured campaigns, to time the "
         "send path alone; a SUBMITTED message then counts as done",
     )
+    parser.add_argument(
+        "--distinct-names",
+        action="store_true",
+        help="give every customer a different first name, so no two messages "
+        "share a text or a request",
+    )
     parser.add_argument("--json", help="write the results to this file")
     return parser.parse_args()
 
@@ -147,6 +165,9 @@ async def run_all(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     redis.start()
     try:
         bare = {n: bare_post_rate(n, args.messages) for n in (1, 4)}
+        batched = {
+            n: bare_post_rate(n, args.messages, DEFAULT_SEND_BATCH) for n in (1, 4)
+        }
         runs = []
         for workers, rate in ((1, 0.0), (4, 0.0), (4, args.fault_rate)):
             runs.append(
@@ -155,11 +176,14 @@ async def run_all(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     finally:
         redis.stop()
         postgres.stop()
-    return summary(args, runs, bare)
+    return summary(args, runs, bare, batched)
 
 
 def summary(
-    args: argparse.Namespace, runs: list[RunResult], bare: dict[int, float]
+    args: argparse.Namespace,
+    runs: list[RunResult],
+    bare: dict[int, float],
+    batched: dict[int, float],
 ) -> dict[str, Any]:
     one_worker, four_workers, faults = runs
     return {
@@ -168,10 +192,15 @@ def summary(
         "threads_per_worker": args.threads,
         "fault_rate": args.fault_rate,
         "delivery_reports": not args.no_reports,
+        "distinct_names": args.distinct_names,
         "per_s_1_worker": round(one_worker.per_s, 1),
         "per_s_4_workers": round(four_workers.per_s, 1),
         "per_s_4_workers_faults": round(faults.per_s, 1),
         "bare_post_per_s": {str(n): round(rate, 1) for n, rate in bare.items()},
+        "recipients_per_batched_post": DEFAULT_SEND_BATCH,
+        "bare_batched_post_per_s": {
+            str(n): round(rate, 1) for n, rate in batched.items()
+        },
         "duplicates": sum(run.duplicates for run in runs),
         "lost": sum(run.lost for run in runs),
         "runs": [asdict(run) for run in runs],
@@ -183,8 +212,9 @@ def summary(
 # The bare POST loop
 
 
-def bare_post_rate(processes: int, total: int) -> float:
-    """Return POSTs per second from processes looping over their share."""
+def bare_post_rate(processes: int, total: int, recipients: int = 1) -> float:
+    """Return recipients accepted per second from processes looping over their
+    share, with recipients numbers per POST."""
     with AfricasTalkingEmulator(USERNAME, API_KEY, balance="10000000") as emulator:
         context = multiprocessing.get_context("spawn")
         barrier = context.Barrier(processes + 1)
@@ -193,7 +223,14 @@ def bare_post_rate(processes: int, total: int) -> float:
         children = [
             context.Process(
                 target=post_loop,
-                args=(emulator.base_url, index * share, share, barrier, results),
+                args=(
+                    emulator.base_url,
+                    index * share,
+                    share,
+                    recipients,
+                    barrier,
+                    results,
+                ),
             )
             for index in range(processes)
         ]
@@ -206,7 +243,12 @@ def bare_post_rate(processes: int, total: int) -> float:
         accepted = sum(emulator.receive_counts().values())
     start = min(first for first, _ in spans)
     end = max(last for _, last in spans)
-    log.info("Bare POST loop, %d processes: %d accepted", processes, accepted)
+    log.info(
+        "Bare POST loop, %d processes, %d recipients per POST: %d accepted",
+        processes,
+        recipients,
+        accepted,
+    )
     return accepted / (end - start)
 
 
@@ -214,16 +256,20 @@ def post_loop(
     base_url: str,
     first: int,
     count: int,
+    recipients: int,
     barrier: Barrier,
     results: multiprocessing.Queue[tuple[float, float]],
 ) -> None:
-    """POST count sends one after another on one kept-alive connection."""
+    """POST sends to count numbers one after another on one kept-alive
+    connection, recipients numbers per POST."""
     headers = {"apiKey": API_KEY, "Accept": "application/json"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
         barrier.wait()
         start = time.time()
-        for index in range(first, first + count):
-            form = {"username": USERNAME, "to": phone_of(index), "message": TEXT}
+        for index in range(first, first + count, recipients):
+            last = min(index + recipients, first + count)
+            numbers = ",".join(phone_of(i) for i in range(index, last))
+            form = {"username": USERNAME, "to": numbers, "message": TEXT}
             client.post("/version1/messaging", data=form).raise_for_status()
         results.put((start, time.time()))
 
@@ -289,7 +335,10 @@ async def measure(
     redis: Redis,
 ) -> RunResult:
     ids = range(FIRST_CUSTOMER, FIRST_CUSTOMER + args.messages)
-    stack.add_customers(ids, probability=0.9)
+    if args.distinct_names:
+        add_named_customers(stack, ids)
+    else:
+        stack.add_customers(ids, probability=0.9)
     numbers = {phone_of(c) for c in ids}
     cpu = CpuMeter(processes, postgres, redis)
     threads = ThreadCpuMeter(stack)
@@ -328,6 +377,22 @@ async def measure(
         states=states,
         cpu_seconds=cpu_seconds,
     )
+
+
+def add_named_customers(stack: Stack, ids: range) -> None:
+    """Add at-risk customers whose first names all differ."""
+    for customer_id in ids:
+        stack.user.add(FakeCustomer(customer_id, first_name=name_of(customer_id)))
+        stack.inference.scores[customer_id] = 0.9
+
+
+def name_of(number: int) -> str:
+    """Return a first name of letters only that differs for every number."""
+    letters = ""
+    while number:
+        number, digit = divmod(number, 26)
+        letters += "abcdefghijklmnopqrstuvwxyz"[digit]
+    return "Amina" + letters
 
 
 def parse_time(text: str) -> float:

@@ -131,6 +131,38 @@ def test_call_posts_active_then_final_callback(
     assert final["currencyCode"] == "KES"
 
 
+def test_unanswered_call_posts_only_final_callback(
+    calling_emulator: AfricasTalkingEmulator, voice_app: FormApp
+) -> None:
+    calling_emulator.set_call_unanswered(NUMBER)
+
+    [entry] = place_call(calling_emulator).json()["entries"]
+
+    assert calling_emulator.wait_for_voice_calls(5)
+    [final] = voice_app.forms
+    assert final["isActive"] == "0"
+    assert final["sessionId"] == entry["sessionId"]
+    assert final["durationInSeconds"] == "0"
+    assert final["amount"] == "0"
+    assert final["hangupCause"] == "NO_ANSWER"
+    [call] = calling_emulator.voice_calls()
+    assert call["outcome"] == "unanswered"
+
+
+def test_calls_to_several_numbers_share_one_request(
+    calling_emulator: AfricasTalkingEmulator,
+) -> None:
+    second = "+254712345602"
+
+    response = place_call(calling_emulator, to=f"{NUMBER},{second}")
+
+    entries = response.json()["entries"]
+    assert [e["phoneNumber"] for e in entries] == [NUMBER, second]
+    assert {e["status"] for e in entries} == {"Queued"}
+    assert calling_emulator.wait_for_voice_calls(5)
+    assert len(calling_emulator.voice_calls()) == 2
+
+
 def test_call_records_xml_response(calling_emulator: AfricasTalkingEmulator) -> None:
     place_call(calling_emulator)
 

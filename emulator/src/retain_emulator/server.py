@@ -261,6 +261,10 @@ class AfricasTalkingEmulator:
     def set_voice_callback_url(self, url: str | None) -> None:
         self.voice.set_callback_url(url)
 
+    def set_call_unanswered(self, number: str, unanswered: bool = True) -> None:
+        """Make calls to number go unanswered, or answered again."""
+        self.voice.set_unanswered(number, unanswered)
+
     def reset(self) -> None:
         """Restore the initial balance and clear faults, plans, messages,
         reports and calls."""

@@ -12,6 +12,9 @@ durationInSeconds, currencyCode and amount). Both carry sessionId, direction
 destinationNumber (the AT number). The app responds to the first one with
 AT's XML. The emulator posts both from a background thread and records the XML, so
 tests can read the text a call would have read out.
+
+A number set with set_unanswered() does not pick up: its call gets only the
+final callback, with durationInSeconds 0, amount 0 and hangupCause NO_ANSWER.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ INVALID_NUMBER = "InvalidPhoneNumber"
 # currency; AT bills per started minute, so one minute's price.
 CALL_DURATION_SECONDS = 12
 CALL_PRICE = "3.0000"
+NO_ANSWER = "NO_ANSWER"
 
 
 def new_session_id() -> str:
@@ -50,8 +54,8 @@ class CallRecord:
     session_id: str
     phone_number: str
     from_number: str
-    # outcome is "pending", "answered", "failed", "no_callback" or "dropped";
-    # "answered" means the app responded with HTTP 2xx.
+    # outcome is "pending", "answered", "unanswered", "failed", "no_callback"
+    # or "dropped"; "answered" means the app responded with HTTP 2xx.
     outcome: str = "pending"
     last_http_status: int | None = None
     last_error: str = ""
@@ -59,6 +63,7 @@ class CallRecord:
     response: str = ""
     response_content_type: str = ""
     ended_at: str | None = None
+    answered: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,12 +86,21 @@ class CallRecord:
             "callerNumber": self.phone_number,
             "destinationNumber": self.from_number,
         }
-        if not active:
+        if not active and self.answered:
             fields.update(
                 durationInSeconds=str(CALL_DURATION_SECONDS),
                 currencyCode=currency,
                 amount=CALL_PRICE,
                 callSessionState="Completed",
+                hangupCause="NORMAL_CLEARING",
+            )
+        elif not active:
+            fields.update(
+                durationInSeconds="0",
+                currencyCode=currency,
+                amount="0",
+                callSessionState="Completed",
+                hangupCause=NO_ANSWER,
             )
         return fields
 
@@ -108,6 +122,7 @@ class VoiceCalls:
         self._timeout = timeout
         self._lock = threading.Condition()
         self._records: list[CallRecord] = []
+        self._unanswered: set[str] = set()
         self._pending = 0
         self._queue: queue.Queue[CallRecord | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -122,6 +137,14 @@ class VoiceCalls:
         validate_callback_url(url)
         with self._lock:
             self._callback_url = url
+
+    def set_unanswered(self, number: str, unanswered: bool = True) -> None:
+        """Make calls to number go unanswered from now on, or answered again."""
+        with self._lock:
+            if unanswered:
+                self._unanswered.add(number)
+            else:
+                self._unanswered.discard(number)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -150,6 +173,7 @@ class VoiceCalls:
                 continue
             record = CallRecord(new_session_id(), number, from_number)
             with self._lock:
+                record.answered = number not in self._unanswered
                 self._records.append(record)
                 self._pending += 1
             self._queue.put(record)
@@ -169,6 +193,7 @@ class VoiceCalls:
     def clear_records(self) -> None:
         with self._lock:
             self._records.clear()
+            self._unanswered.clear()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every queued call has had its callbacks. False on timeout."""
@@ -197,6 +222,9 @@ class VoiceCalls:
         if url is None:
             self._finish(record, "no_callback", None, "")
             return
+        if not record.answered:
+            self._post_unanswered(client, url, record)
+            return
         try:
             response = client.post(
                 url, data=record.callback_fields(True, self._currency)
@@ -223,6 +251,19 @@ class VoiceCalls:
         logger.debug(
             "Call %s posted to %s: %s", record.session_id, redact_url(url), outcome
         )
+
+    def _post_unanswered(
+        self, client: httpx.Client, url: str, record: CallRecord
+    ) -> None:
+        """POST only the final callback of a call that was not answered."""
+        try:
+            response = client.post(
+                url, data=record.callback_fields(False, self._currency)
+            )
+        except httpx.HTTPError as error:
+            self._finish(record, "failed", None, f"{type(error).__name__}: {error}")
+            return
+        self._finish(record, "unanswered", response.status_code, "")
 
     def _finish(
         self, record: CallRecord, outcome: str, status: int | None, error: str

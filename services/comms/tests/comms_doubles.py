@@ -48,11 +48,12 @@ class FakeCustomer:
 
 @dataclass
 class FakeUser(user_pb2_grpc.UserServiceServicer):
-    """Customers with marketing SMS consent, the opt-outs received, and admin
-    phone numbers by email."""
+    """Customers with marketing SMS consent, those with marketing voice
+    consent, the opt-outs received, and admin phone numbers by email."""
 
     customers: dict[int, FakeCustomer] = field(default_factory=dict)
     consented: set[int] = field(default_factory=set)
+    voice_consented: set[int] = field(default_factory=set)
     admin_phones: dict[str, str] = field(default_factory=dict)
     opt_outs: list[user_pb2.RecordOptOutRequest] = field(default_factory=list)
     opt_ins: list[user_pb2.RecordOptInRequest] = field(default_factory=list)
@@ -68,16 +69,27 @@ class FakeUser(user_pb2_grpc.UserServiceServicer):
         with self.lock:
             self.consented.discard(customer_id)
 
-    def _granted(self, request: Any) -> list[FakeCustomer]:
-        marketing_sms = (
-            request.channel == channel_pb2.CHANNEL_SMS
-            and request.purpose == channel_pb2.PURPOSE_MARKETING
-        )
+    def grant_voice(self, customer_ids: list[int] | range) -> None:
         with self.lock:
+            self.voice_consented.update(customer_ids)
+
+    def withdraw_voice(self, customer_id: int) -> None:
+        with self.lock:
+            self.voice_consented.discard(customer_id)
+
+    def _granted(self, request: Any) -> list[FakeCustomer]:
+        if request.purpose != channel_pb2.PURPOSE_MARKETING:
+            return []
+        by_channel = {
+            channel_pb2.CHANNEL_SMS: self.consented,
+            channel_pb2.CHANNEL_VOICE: self.voice_consented,
+        }
+        with self.lock:
+            consented = by_channel.get(request.channel, set())
             return [
                 self.customers[c]
                 for c in request.customer_ids
-                if marketing_sms and c in self.consented and c in self.customers
+                if c in consented and c in self.customers
             ]
 
     async def CheckConsents(self, request, context):

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from comms_doubles import phone_of
 from comms_harness import Stack, campaign_spec
 from retain.comms.v1 import comms_pb2, comms_pb2_grpc
 from retain.type.v1 import channel_pb2
+from retain_comms.batches import CAPPED_REASON
 from retain_comms.queue import QUEUE_NAME
 from retain_comms.results import Activity, compare
 from retain_runtime.callers import SUBJECT_HEADER
@@ -144,6 +146,32 @@ async def test_frequency_cap_drops_recently_messaged_customers(stack: Stack) -> 
     assert first.counts.treated_count == 10
     assert second.counts.capped_count == 10
     assert second.counts.treated_count == 0
+
+
+async def test_worker_skips_customer_capped_since_launch(stack: Stack) -> None:
+    stack.add_customers(range(1, 4))
+    first = await stack.launch(holdout_share=0.0)
+    await stack.comms.PauseCampaign(
+        comms_pb2.PauseCampaignRequest(campaign_id=first.campaign_id), timeout=5
+    )
+    # A looser cap lets the second campaign take the same customers, and it
+    # sends while the first is paused.
+    second = await stack.launch(
+        holdout_share=0.0,
+        frequency_cap=comms_pb2.FrequencyCap(max_messages=2, period_days=7),
+    )
+    stack.start_worker()
+    await stack.settled(second.campaign_id)
+
+    await stack.comms.ResumeCampaign(
+        comms_pb2.ResumeCampaignRequest(campaign_id=first.campaign_id), timeout=5
+    )
+    capped = await stack.settled(first.campaign_id)
+
+    assert second.counts.treated_count == 3
+    assert {m.state for m in capped} == {comms_pb2.MESSAGE_STATE_SUPPRESSED}
+    assert {m.reason for m in capped} == {CAPPED_REASON}
+    assert stack.emulator.receive_counts() == {phone_of(c): 1 for c in range(1, 4)}
 
 
 async def test_stop_all_pauses_running_and_blocks_sends(stack: Stack) -> None:

@@ -25,13 +25,16 @@ from retain.comms.v1 import comms_pb2
 from retain_cli.infra import Redis
 
 CAMPAIGN_SIZE = 300
+SEND_BATCH = 10
 
-# Timings short enough for recovery to take seconds. A send makes at most
-# three HTTP attempts of AT_TIMEOUT_SECONDS with at most 2.25 s of backoff
-# between them (AfricasTalkingClient's defaults), so no send that is still
-# running reaches the sending timeout.
+# Batches of 10 messages, so a fault hits several queue messages, requests and
+# claims of one campaign. Timings short enough for recovery to take seconds.
+# A request makes at most three HTTP attempts of AT_TIMEOUT_SECONDS with at
+# most 2.25 s of backoff between them (AfricasTalkingClient's defaults), so no
+# send that is still running reaches the sending timeout.
 FAULT_SETTINGS = {
     "AT_TIMEOUT_SECONDS": "1",
+    "RETAIN_COMMS_SEND_BATCH": str(SEND_BATCH),
     "RETAIN_WORKER_THREADS": "8",
     "RETAIN_COMMS_SWEEP_SECONDS": "0.2",
     "RETAIN_COMMS_REQUEUE_SECONDS": "2",
@@ -175,9 +178,11 @@ async def test_redis_restart_loses_and_repeats_nothing(
 async def test_provider_errors_and_timeouts_send_once(
     fault_stack: Stack, start_worker: Callable[[], WorkerProcess]
 ) -> None:
-    # 45 HTTP 500s make some sends fail all three attempts and go back to
-    # PENDING. 10 requests outlast AT_TIMEOUT_SECONDS, so their outcome is
-    # unknown to the worker, and the emulator may accept them all the same.
+    # 45 HTTP 500s make some requests fail all three attempts, so their
+    # messages go back to PENDING. The first 10 requests, each carrying a
+    # whole batch, outlast AT_TIMEOUT_SECONDS, so the outcome of their
+    # messages is unknown to the worker, and the emulator may accept them all
+    # the same.
     fault_stack.emulator.fail_next_requests(45, 500)
     fault_stack.emulator.delay_next_requests(10, 1.5)
     start_worker()
@@ -187,7 +192,7 @@ async def test_provider_errors_and_timeouts_send_once(
 
     received = assert_sent_at_most_once(fault_stack, messages)
     timed_out = [m for m in messages if m.state == DELIVERY_UNKNOWN]
-    assert len(timed_out) == 10
+    assert len(timed_out) == 10 * SEND_BATCH
     assert {m.reason for m in timed_out} == {"ReadTimeout after send"}
     assert all(m.attempt_count == 1 for m in messages)
     assert {m.state for m in messages} == {DELIVERED, DELIVERY_UNKNOWN}

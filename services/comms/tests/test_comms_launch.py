@@ -207,5 +207,5 @@ async def test_launch_writes_twenty_thousand_customers(stack: Stack) -> None:
         campaign.campaign_id, comms_pb2.MESSAGE_STATE_PENDING
     )
     assert len(pending) == 18_000
-    queue = SendQueue(stack.service.broker)
-    assert queue.depth() == 18_000
+    queue = SendQueue(stack.service.broker, stack.settings.send_batch_size)
+    assert queue.depth() == 18_000 // stack.settings.send_batch_size

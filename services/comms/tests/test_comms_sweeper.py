@@ -25,7 +25,7 @@ async def test_duplicate_queue_messages_send_once(stack: Stack) -> None:
     campaign = await stack.launch(holdout_share=0.0)
     ids = [m.message_id for m in await stack.messages(campaign.campaign_id)]
 
-    await asyncio.to_thread(SendQueue(stack.service.broker).enqueue, ids * 3)
+    await asyncio.to_thread(SendQueue(stack.service.broker, 2).enqueue, ids * 3)
     stack.start_worker()
     await stack.settled(campaign.campaign_id)
 
@@ -47,14 +47,14 @@ async def test_lost_queue_messages_are_enqueued_again(stack: Stack) -> None:
 async def test_waiting_sends_are_not_enqueued_again(stack: Stack) -> None:
     stack.add_customers(range(1, 4))
     await stack.launch(holdout_share=0.0)
-    queue = SendQueue(stack.service.broker)
+    queue = SendQueue(stack.service.broker, stack.settings.send_batch_size)
 
-    # No worker runs, so the three sends wait in the queue past the requeue
-    # time, which a re-enqueue would double.
+    # No worker runs, so the one queue message with the three sends waits in
+    # the queue past the requeue time, which a re-enqueue would double.
     stack.clock.advance(stack.settings.requeue_after_seconds + 1)
     await stack.service.sweeper.sweep()
 
-    assert await asyncio.to_thread(queue.waiting) == 3
+    assert await asyncio.to_thread(queue.waiting) == 1
 
 
 async def test_missing_final_report_becomes_delivery_unknown(stack: Stack) -> None:

@@ -15,10 +15,14 @@ import dramatiq
 from retain_comms.delivery import Deliverer
 from retain_comms.queue import QUEUE_NAME, SEND_ACTOR
 
-# With the default AT_TIMEOUT_SECONDS a send makes at most three HTTP attempts
-# of about 15 s each and two peer calls of up to 30 s, so two minutes bounds
-# it. Retries cover a peer or the provider being down before anything was
-# sent, and the ledger's claim makes a retry after a send a no-op.
+# A batch makes one GetContacts call of up to 30 s and its provider requests,
+# 8 at a time, each of at most three HTTP attempts of AT_TIMEOUT_SECONDS. A
+# batch of one text makes one request, so two minutes bound it with the
+# default timeout. NOTE: a batch of many distinct texts to a provider that
+# times out on every attempt can outlast the limit. Its claimed messages
+# then become DELIVERY_UNKNOWN and are never sent twice. Retries cover a peer or the
+# provider being down before anything was sent, and the ledger's claim makes
+# a retry after a send a no-op.
 SEND_OPTIONS = {
     "max_retries": 3,
     "min_backoff": 1_000,
@@ -28,13 +32,13 @@ SEND_OPTIONS = {
 
 
 def declare_actors(broker: dramatiq.Broker, deliverer: Deliverer) -> dramatiq.Actor:
-    """Declare send_message on broker and return it."""
+    """Declare send_messages on broker and return it."""
 
-    async def send_message(message_id: int) -> None:
-        await deliverer.send(message_id)
+    async def send_messages(message_ids: list[int]) -> None:
+        await deliverer.send_batch(message_ids)
 
     return dramatiq.actor(
-        send_message,
+        send_messages,
         actor_name=SEND_ACTOR,
         queue_name=QUEUE_NAME,
         broker=broker,

@@ -19,6 +19,7 @@ import asyncio
 import enum
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,22 +122,38 @@ class AfricasTalkingClient:
 
     async def send(self, phone_number: str, text: str) -> SendResult:
         """Send one SMS to one number and return the provider's verdict."""
-        form = {"username": self.username, "to": phone_number, "message": text}
+        return (await self.send_bulk([phone_number], text))[phone_number]
+
+    async def send_bulk(
+        self, phone_numbers: Sequence[str], text: str
+    ) -> dict[str, SendResult]:
+        """Send one text to distinct numbers in one request; return the
+        provider's verdict on each number.
+
+        AT lists each recipient's status in the reply. A number missing from
+        the reply gets the UNKNOWN outcome, because it may have been sent.
+        """
+        if len(set(phone_numbers)) != len(phone_numbers):
+            raise ValueError("a send request must not name a number twice")
+        form = {"username": self.username, "to": ",".join(phone_numbers)}
+        form["message"] = text
         if self.sender_id:
             form["from"] = self.sender_id
         try:
             response = await self._request("POST", "/version1/messaging", data=form)
         except httpx.TransportError as error:
             log.warning(
-                "Send to %s has an unknown outcome after %s",
-                mask_phone(phone_number),
+                "Send to %d numbers, first %s, has an unknown outcome after %s",
+                len(phone_numbers),
+                mask_phone(phone_numbers[0]),
                 type(error).__name__,
             )
-            return SendResult(
+            unknown = SendResult(
                 Outcome.UNKNOWN, reason=f"{type(error).__name__} after send"
             )
+            return dict.fromkeys(phone_numbers, unknown)
         _raise_for_client_error(response)
-        return _parse_send_reply(response, phone_number)
+        return _parse_send_reply(response, phone_numbers)
 
     async def balance(self) -> tuple[str, int]:
         """Return the account balance as (currency, micros)."""
@@ -153,9 +170,14 @@ class AfricasTalkingClient:
             raise ProviderUnavailable(f"balance reply is malformed: {error}") from None
 
     async def call(self, phone_number: str) -> CallResult:
-        """Ask AT to call one number from the voice number and return its verdict.
+        """Ask AT to call one number from the voice number and return its verdict."""
+        return (await self.call_bulk([phone_number]))[phone_number]
 
-        The text read in the call comes later, from the response to the voice
+    async def call_bulk(self, phone_numbers: Sequence[str]) -> dict[str, CallResult]:
+        """Ask AT to call distinct numbers from the voice number in one request;
+        return its verdict on each number.
+
+        The text read in a call comes later, from the response to the voice
         callback.
         Raises ProviderRejected when no voice number or voice URL is set.
         """
@@ -164,10 +186,12 @@ class AfricasTalkingClient:
                 "no voice number or voice API URL is set; set AT_VOICE_NUMBER "
                 "and AT_VOICE_BASE_URL"
             )
+        if len(set(phone_numbers)) != len(phone_numbers):
+            raise ValueError("a call request must not name a number twice")
         form = {
             "username": self.username,
             "from": self.voice_number,
-            "to": phone_number,
+            "to": ",".join(phone_numbers),
         }
         try:
             response = await self._request(
@@ -175,15 +199,17 @@ class AfricasTalkingClient:
             )
         except httpx.TransportError as error:
             log.warning(
-                "Call to %s has an unknown outcome after %s",
-                mask_phone(phone_number),
+                "Call to %d numbers, first %s, has an unknown outcome after %s",
+                len(phone_numbers),
+                mask_phone(phone_numbers[0]),
                 type(error).__name__,
             )
-            return CallResult(
+            unknown = CallResult(
                 Outcome.UNKNOWN, reason=f"{type(error).__name__} after call"
             )
+            return dict.fromkeys(phone_numbers, unknown)
         _raise_for_client_error(response)
-        return _parse_call_reply(response, phone_number)
+        return _parse_call_reply(response, phone_numbers)
 
     async def _request(
         self, method: str, path: str, *, base_url: str = "", **kwargs: Any
@@ -224,36 +250,64 @@ def _raise_for_client_error(response: httpx.Response) -> None:
         )
 
 
-def _parse_send_reply(response: httpx.Response, phone_number: str) -> SendResult:
-    """Read the per-recipient status from a 2xx send reply."""
+def _parse_send_reply(
+    response: httpx.Response, phone_numbers: Sequence[str]
+) -> dict[str, SendResult]:
+    """Read each recipient's status from a 2xx send reply."""
     try:
         data = response.json()["SMSMessageData"]
-        recipients = data.get("Recipients") or []
+        recipients = list(data.get("Recipients") or [])
         summary = str(data.get("Message", ""))
+        by_number = {str(entry["number"]): dict(entry) for entry in recipients}
     except (ValueError, KeyError, TypeError, AttributeError):
-        log.warning("Send reply for %s is not AT's JSON", mask_phone(phone_number))
-        return SendResult(Outcome.UNKNOWN, reason="unreadable send reply")
+        log.warning("Send reply for %d numbers is not AT's JSON", len(phone_numbers))
+        unreadable = SendResult(Outcome.UNKNOWN, reason="unreadable send reply")
+        return dict.fromkeys(phone_numbers, unreadable)
     if not recipients:
         # AT reports a request-wide problem, such as InvalidSenderId, this way.
-        return SendResult(Outcome.FAILED, provider_status=summary, reason=summary)
-    return _recipient_result(recipients[0])
+        failed = SendResult(Outcome.FAILED, provider_status=summary, reason=summary)
+        return dict.fromkeys(phone_numbers, failed)
+    if len(phone_numbers) == 1 and len(recipients) == 1:
+        # One recipient needs no match by number, whatever form AT writes it in.
+        return {phone_numbers[0]: _recipient_result(recipients[0])}
+    missing = SendResult(Outcome.UNKNOWN, reason="no status in the send reply")
+    return {
+        number: _recipient_result(by_number[number]) if number in by_number else missing
+        for number in phone_numbers
+    }
 
 
-def _parse_call_reply(response: httpx.Response, phone_number: str) -> CallResult:
-    """Read the entry of one number from a 2xx call reply."""
+def _parse_call_reply(
+    response: httpx.Response, phone_numbers: Sequence[str]
+) -> dict[str, CallResult]:
+    """Read each number's entry from a 2xx call reply."""
     try:
         data = response.json()
-        entries = data.get("entries") or []
-        entry = dict(entries[0]) if entries else {}
+        entries = [dict(entry) for entry in data.get("entries") or []]
         error_message = str(data.get("errorMessage") or "")
+        by_number = {str(entry.get("phoneNumber", "")): entry for entry in entries}
     except (ValueError, AttributeError, TypeError):
-        log.warning("Call reply for %s is not AT's JSON", mask_phone(phone_number))
-        return CallResult(Outcome.UNKNOWN, reason="unreadable call reply")
-    if not entry:
+        log.warning("Call reply for %d numbers is not AT's JSON", len(phone_numbers))
+        unreadable = CallResult(Outcome.UNKNOWN, reason="unreadable call reply")
+        return dict.fromkeys(phone_numbers, unreadable)
+    if not entries:
         # AT reports a request-wide problem, such as an unknown from number.
-        return CallResult(
+        failed = CallResult(
             Outcome.FAILED, provider_status=error_message, reason=error_message
         )
+        return dict.fromkeys(phone_numbers, failed)
+    if len(phone_numbers) == 1 and len(entries) == 1:
+        return {phone_numbers[0]: _call_entry_result(entries[0])}
+    missing = CallResult(Outcome.UNKNOWN, reason="no entry in the call reply")
+    return {
+        number: _call_entry_result(by_number[number])
+        if number in by_number
+        else missing
+        for number in phone_numbers
+    }
+
+
+def _call_entry_result(entry: dict[str, Any]) -> CallResult:
     status = str(entry.get("status", ""))
     if status != _CALL_QUEUED:
         return CallResult(Outcome.FAILED, provider_status=status, reason=status)

@@ -91,15 +91,15 @@ class Callbacks:
             log.warning("Ignored a delivery report without an id")
             return
         now = self.clock.now()
+        # The report is committed before the message is looked up, so a
+        # worker that records the send after the lookup applies it.
         report_id = await self._store_report(form, now)
-        message = await self.ledger.find_by_provider_id(provider_id)
-        if message is None:
-            await self._test_message_report(report_id, form, now)
-            return
-        await reports.apply_report(
-            self.ledger, message.message_id, status, form.get("failureReason", ""), now
+        target, extra = reports.report_move(status, form.get("failureReason", ""))
+        applied = await self.ledger.apply_report_by_provider_id(
+            report_id, provider_id, target, now, provider_status=status, **extra
         )
-        await self.ledger.mark_applied(report_id)
+        if not applied:
+            await self._test_message_report(report_id, form, now)
 
     async def _test_message_report(
         self, report_id: int, form: dict[str, str], now: dt.datetime

@@ -57,7 +57,7 @@ class Ledger:
     ) -> Row | None:
         """Move one message from one of sources to target; None if it was not
         in a source state."""
-        allowed = _checked_sources(sources, target)
+        allowed = checked_sources(sources, target)
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 sa.update(messages)
@@ -80,7 +80,7 @@ class Ledger:
     ) -> list[int]:
         """Move every message matching condition from sources to target, by the
         same compare-and-set; return the ids moved."""
-        allowed = _checked_sources(sources, target)
+        allowed = checked_sources(sources, target)
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 sa.update(messages)
@@ -260,6 +260,24 @@ class Ledger:
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).one_or_none()
 
+    async def latest_voice_call(self, customer_ids: Sequence[int]) -> Row | None:
+        """Return the most recently claimed voice message of the customers that
+        is SENDING or SUBMITTED, or None."""
+        if not customer_ids:
+            return None
+        query = (
+            sa.select(messages)
+            .where(
+                messages.c.customer_id.in_(list(customer_ids)),
+                messages.c.channel == channel_pb2.CHANNEL_VOICE,
+                messages.c.state.in_([MessageState.SENDING, MessageState.SUBMITTED]),
+            )
+            .order_by(messages.c.update_time.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).one_or_none()
+
     async def unapplied_reports(self, provider_message_id: str) -> Sequence[Row]:
         query = (
             sa.select(delivery_reports)
@@ -271,6 +289,45 @@ class Ledger:
         )
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).all()
+
+    async def apply_report_by_provider_id(
+        self,
+        report_id: int,
+        provider_message_id: str,
+        target: MessageState,
+        now: dt.datetime,
+        **values: Any,
+    ) -> bool:
+        """Move the message with a provider id from SUBMITTED to target and
+        mark the report applied, in one transaction.
+
+        Returns False, changing nothing, when no message has the provider id.
+        A message in another state keeps its state. Its report is marked
+        applied all the same, because a final state is never overwritten.
+        """
+        allowed = checked_sources([MessageState.SUBMITTED], target)
+        async with self.engine.begin() as conn:
+            message_id = await conn.scalar(
+                sa.select(messages.c.message_id)
+                .where(messages.c.provider_message_id == provider_message_id)
+                .limit(1)
+            )
+            if message_id is None:
+                return False
+            await conn.execute(
+                sa.update(messages)
+                .where(
+                    messages.c.message_id == message_id,
+                    messages.c.state.in_(allowed),
+                )
+                .values(state=target, update_time=now, **values)
+            )
+            await conn.execute(
+                sa.update(delivery_reports)
+                .where(delivery_reports.c.report_id == report_id)
+                .values(applied=True)
+            )
+            return True
 
     async def mark_applied(self, report_id: int) -> None:
         async with self.engine.begin() as conn:
@@ -302,7 +359,7 @@ async def _copy_rows(
             await copy.write_row([row[column] for column in columns])
 
 
-def _checked_sources(
+def checked_sources(
     sources: Iterable[MessageState], target: MessageState
 ) -> list[MessageState]:
     allowed = list(sources)

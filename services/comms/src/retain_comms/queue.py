@@ -1,7 +1,8 @@
 """The Dramatiq queue between the comms server and its workers.
 
-A queue message carries one message id and nothing else, because the ledger
-stores the rest. Building a RedisBroker opens no connection: redis-py connects on the
+A queue message carries a batch of message ids and nothing else, because the
+ledger stores the rest. The worker handles a batch with one load, one claim,
+one consent check and one provider request per distinct text. Building a RedisBroker opens no connection: redis-py connects on the
 first command, so the broker can be built before a worker forks or starts.
 """
 
@@ -20,14 +21,14 @@ from retain_comms.settings import CommsSettings
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "comms_send"
-SEND_ACTOR = "send_message"
+SEND_ACTOR = "send_messages"
 
 # Milliseconds without a heartbeat after which another worker takes over the
 # unacknowledged messages of a dead one.
 HEARTBEAT_TIMEOUT_MS = 30_000
 
-# Sends enqueued per Redis round trip.
-PIPELINE_BATCH = 1000
+# Queue messages enqueued per Redis round trip.
+PIPELINE_BATCH = 100
 
 
 def create_broker(
@@ -43,25 +44,33 @@ def create_broker(
 
 
 class SendQueue:
-    """Enqueues send_message for message ids, from the comms server."""
+    """Enqueues send_messages for batches of message ids, from the comms server."""
 
-    def __init__(self, broker: RedisBroker) -> None:
+    def __init__(self, broker: RedisBroker, batch_size: int) -> None:
         self.broker = broker
+        self.batch_size = batch_size
         broker.declare_queue(QUEUE_NAME)
 
     def enqueue(self, message_ids: Sequence[int]) -> int:
-        """Enqueue one send per id and return how many were enqueued.
+        """Enqueue the ids in batches of batch_size; return how many ids were
+        enqueued.
 
         This blocks on Redis, so async callers run it in a thread.
         """
-        for start in range(0, len(message_ids), PIPELINE_BATCH):
-            self._enqueue_batch(message_ids[start : start + PIPELINE_BATCH])
+        batches = [
+            list(message_ids[start : start + self.batch_size])
+            for start in range(0, len(message_ids), self.batch_size)
+        ]
+        for start in range(0, len(batches), PIPELINE_BATCH):
+            self._enqueue_batches(batches[start : start + PIPELINE_BATCH])
         if message_ids:
-            log.debug("Enqueued %d sends", len(message_ids))
+            log.debug(
+                "Enqueued %d sends in %d queue messages", len(message_ids), len(batches)
+            )
         return len(message_ids)
 
-    def _enqueue_batch(self, message_ids: Sequence[int]) -> None:
-        """Enqueue a batch in one Redis round trip.
+    def _enqueue_batches(self, batches: Sequence[list[int]]) -> None:
+        """Enqueue one queue message per batch in one Redis round trip.
 
         NOTE: this does what RedisBroker.enqueue does for one message, through
         the broker's "dispatch" script in a pipeline, with the arguments that
@@ -71,8 +80,8 @@ class SendQueue:
         broker = self.broker
         pipe = broker.client.pipeline(transaction=False)
         queued = []
-        for message_id in message_ids:
-            message = _send_message(message_id).copy(
+        for batch in batches:
+            message = _send_message(batch).copy(
                 options={"redis_message_id": str(uuid.uuid4())}
             )
             broker.emit_before("enqueue", message, None)
@@ -98,12 +107,13 @@ class SendQueue:
             broker.emit_after("enqueue", message, None)
 
     def depth(self) -> int:
-        """Return how many sends Redis stores, waiting or held by a worker and
-        not yet acknowledged, including retries waiting for their time."""
+        """Return how many queue messages Redis stores, waiting or held by a
+        worker and not yet acknowledged, including retries waiting for their
+        time."""
         return int(self.broker.do_qsize(QUEUE_NAME))
 
     def waiting(self) -> int:
-        """Return how many sends wait in Redis for a worker to fetch them.
+        """Return how many queue messages wait in Redis for a worker to fetch.
 
         NOTE: Dramatiq 2.x keeps the ids of a queue's waiting messages in the
         list "<namespace>:<queue name>" (see its dispatch.lua). Check this
@@ -113,11 +123,11 @@ class SendQueue:
         return int(self.broker.client.llen(key))
 
 
-def _send_message(message_id: int) -> dramatiq.Message[None]:
+def _send_message(message_ids: list[int]) -> dramatiq.Message[None]:
     return dramatiq.Message(
         queue_name=QUEUE_NAME,
         actor_name=SEND_ACTOR,
-        args=(message_id,),
+        args=(message_ids,),
         kwargs={},
         options={},
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from retain_comms.ledger import Ledger
 from retain_comms.states import MessageState
@@ -27,7 +28,7 @@ KNOWN_STATUSES = DELIVERED_STATUSES | FAILED_STATUSES | INTERMEDIATE_STATUSES
 
 def report_move(
     status: str, failure_reason: str
-) -> tuple[MessageState, dict[str, str]]:
+) -> tuple[MessageState, dict[str, object]]:
     """Return the state a SUBMITTED message moves to on a report, and the
     columns the report sets besides provider_status."""
     if status in DELIVERED_STATUSES:
@@ -45,9 +46,17 @@ async def apply_report(
     status: str,
     failure_reason: str,
     now: dt.datetime,
+    cost_micros: int = 0,
+    cost_currency: str = "",
 ) -> Row | None:
-    """Apply one report to a message; return the moved row, None if unchanged."""
+    """Apply one report to a message; return the moved row, None if unchanged.
+
+    A report with a cost, which only a voice call's final callback has, sets
+    the message's cost.
+    """
     target, extra = report_move(status, failure_reason)
+    if cost_micros:
+        extra = {**extra, "cost_micros": cost_micros, "cost_currency": cost_currency}
     moved = await ledger.move(
         message_id,
         [MessageState.SUBMITTED],
@@ -61,13 +70,23 @@ async def apply_report(
     return moved
 
 
-async def apply_waiting_reports(
-    ledger: Ledger, provider_message_id: str, message_id: int, now: dt.datetime
+async def apply_waiting(
+    ledger: Ledger,
+    waiting: Sequence[Row],
+    message_ids: dict[str, int],
+    now: dt.datetime,
 ) -> None:
-    """Apply, in arrival order, reports that came before the send was recorded."""
-    for report in await ledger.unapplied_reports(provider_message_id):
+    """Apply, in arrival order, reports that came before their sends were
+    recorded; message_ids maps each report's provider id to its message."""
+    for report in waiting:
         await apply_report(
-            ledger, message_id, report.status, report.failure_reason, now
+            ledger,
+            message_ids[report.provider_message_id],
+            report.status,
+            report.failure_reason,
+            now,
+            report.cost_micros,
+            report.cost_currency,
         )
         await ledger.mark_applied(report.report_id)
 

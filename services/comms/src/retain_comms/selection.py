@@ -118,10 +118,17 @@ async def call_peer(
 class Selector:
     """Selects the recipients of a campaign from scores, consent and the ledger."""
 
-    def __init__(self, peers: Peers, ledger: Ledger, unit_price_micros: int) -> None:
+    def __init__(
+        self,
+        peers: Peers,
+        ledger: Ledger,
+        unit_price_micros: int,
+        voice_call_price_micros: int = 0,
+    ) -> None:
         self.peers = peers
         self.ledger = ledger
         self.unit_price_micros = unit_price_micros
+        self.voice_call_price_micros = voice_call_price_micros
 
     async def select(
         self, campaign_id: int, spec: comms_pb2.CampaignSpec, now: dt.datetime
@@ -276,7 +283,8 @@ class Selector:
         reserved = 0
         stop_reason = ""
         for recipient in treated:
-            message = self._priced(recipient, templates[segment_key(recipient)].text)
+            template = templates[segment_key(recipient)].text
+            message = self._priced(recipient, template, spec.channel)
             if not stop_reason:
                 cost = reserved + message.estimated_cost_micros
                 stop_reason = _stop_reason(spec, len(planned), cost)
@@ -290,9 +298,15 @@ class Selector:
             planned.append(message)
         return planned
 
-    def _priced(self, recipient: Recipient, template: str) -> PlannedMessage:
-        """Return a SUPPRESSED message with the template's parts and cost."""
+    def _priced(
+        self, recipient: Recipient, template: str, channel: int
+    ) -> PlannedMessage:
+        """Return a SUPPRESSED message with the template's parts and cost: its
+        SMS parts at the unit price, or one voice call."""
         encoding, segments = sms.template_parts(template)
+        cost = segments * self.unit_price_micros
+        if channel == channel_pb2.CHANNEL_VOICE:
+            cost = self.voice_call_price_micros
         return PlannedMessage(
             customer_id=recipient.customer_id,
             state=MessageState.SUPPRESSED,
@@ -300,7 +314,7 @@ class Selector:
             template=template,
             encoding=encoding,
             segments=segments,
-            estimated_cost_micros=segments * self.unit_price_micros,
+            estimated_cost_micros=cost,
         )
 
 

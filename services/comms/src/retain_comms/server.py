@@ -95,8 +95,13 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
         voice_number=settings.at_voice_number,
     )
     broker = create_broker(settings)
-    queue = SendQueue(broker)
-    selector = Selector(peers, ledger, settings.at_unit_price_micros)
+    queue = SendQueue(broker, settings.send_batch_size)
+    selector = Selector(
+        peers,
+        ledger,
+        settings.at_unit_price_micros,
+        settings.at_voice_call_price_micros,
+    )
     campaigns = Campaigns(store, ledger, selector, queue, clock)
     ussd_redis = redis.asyncio.Redis.from_url(settings.redis_url)
     servicer = CommsServicer(
@@ -119,7 +124,7 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
             live_account=not settings.at_is_loopback,
         ),
         ussd=UssdSurvey(peers, ussd_redis, settings.queue_namespace, clock),
-        voice=VoiceResponder(peers),
+        voice=VoiceResponder(peers, ledger, clock),
     )
 
     def register(server: grpc.aio.Server) -> None:

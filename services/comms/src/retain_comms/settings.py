@@ -19,6 +19,12 @@ from retain_runtime.settings import Env, ServiceSettings
 
 DEFAULT_AT_BASE_URL = "https://api.africastalking.com"
 DEFAULT_AT_VOICE_BASE_URL = "https://voice.africastalking.com"
+DEFAULT_SEND_BATCH = 100
+# GetContacts takes at most 1000 customer ids, so a batch is at most that.
+MAX_SEND_BATCH = 1000
+# NOTE: AT publishes no per-account send rate; this default is a guess. Set
+# AT_SEND_RATE_PER_SECOND to the rate agreed with AT for the account.
+DEFAULT_SEND_RATE = 1000.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class CommsSettings:
     # at_voice_number is the AT phone number voice calls come from, in E.164;
     # empty means no calls can be placed.
     at_voice_number: str = ""
+    # send_batch_size is the number of message ids one queue message carries.
+    send_batch_size: int = DEFAULT_SEND_BATCH
+    # at_send_rate_per_second caps recipients per second across all workers.
+    at_send_rate_per_second: float = DEFAULT_SEND_RATE
+    # at_voice_call_price_micros is the budget a launch reserves per call.
+    at_voice_call_price_micros: int = 3 * MICROS
 
     @property
     def at_is_loopback(self) -> bool:
@@ -89,6 +101,13 @@ class CommsSettings:
                 DEFAULT_AT_VOICE_BASE_URL,
             ),
             at_voice_number=env.str("AT_VOICE_NUMBER", ""),
+            send_batch_size=_batch_size(env),
+            at_send_rate_per_second=_positive(
+                env, "AT_SEND_RATE_PER_SECOND", DEFAULT_SEND_RATE
+            ),
+            # NOTE: AT bills a call per started minute at a price that depends
+            # on the network, so 3 KES is an estimate for a call under a minute.
+            at_voice_call_price_micros=_kes(env, "AT_VOICE_CALL_PRICE_KES", "3"),
         )
 
 
@@ -127,6 +146,14 @@ def _kes(env: Env, name: str, default: str) -> int:
     if not amount.is_finite() or amount < 0:
         raise SettingsError(name, f'"{raw}" must be an amount of 0 KES or more')
     return int(amount * MICROS)
+
+
+def _batch_size(env: Env) -> int:
+    name = "RETAIN_COMMS_SEND_BATCH"
+    value = env.int(name, DEFAULT_SEND_BATCH)
+    if not 1 <= value <= MAX_SEND_BATCH:
+        raise SettingsError(name, f'"{value}" must be from 1 to {MAX_SEND_BATCH}')
+    return value
 
 
 def _positive(env: Env, name: str, default: float) -> float:

@@ -232,6 +232,14 @@ class Store:
             return result.first()
 
 
+def running_campaigns() -> sa.Select[tuple[int]]:
+    """Return the ids of running campaigns, none while the global stop is set."""
+    return sa.select(campaigns.c.campaign_id).where(
+        campaigns.c.status == CampaignStatus.RUNNING,
+        ~sa.select(control.c.stopped).scalar_subquery(),
+    )
+
+
 async def move_campaign(
     conn: AsyncConnection,
     campaign_id: int,

@@ -29,9 +29,9 @@ from retain_runtime.clock import Clock
 from retain_comms.ledger import Ledger
 from retain_comms.queue import SendQueue
 from retain_comms.settings import CommsSettings
-from retain_comms.states import CampaignStatus, MessageState
-from retain_comms.store import Store
-from retain_comms.tables import campaigns, control, messages
+from retain_comms.states import MessageState
+from retain_comms.store import Store, running_campaigns
+from retain_comms.tables import messages
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Sweeper:
         return await self.ledger.touch_pending(
             sa.and_(
                 messages.c.update_time < self._ago(now, "requeue_after_seconds"),
-                messages.c.campaign_id.in_(_running_campaigns()),
+                messages.c.campaign_id.in_(running_campaigns()),
             ),
             now,
         )
@@ -154,11 +154,3 @@ class Sweeper:
             unreported,
             finished,
         )
-
-
-def _running_campaigns() -> sa.Select[tuple[int]]:
-    """Return the ids of running campaigns, none while the global stop is set."""
-    return sa.select(campaigns.c.campaign_id).where(
-        campaigns.c.status == CampaignStatus.RUNNING,
-        ~sa.select(control.c.stopped).scalar_subquery(),
-    )

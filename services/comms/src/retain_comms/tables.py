@@ -96,6 +96,10 @@ delivery_reports = sa.Table(
     # applied is false while no message carries provider_message_id yet.
     sa.Column("applied", sa.Boolean, nullable=False),
     sa.Column("receive_time", _now, nullable=False),
+    # cost_micros is the price a voice call's final callback states; 0 for
+    # SMS reports, whose cost the send reply carries.
+    sa.Column("cost_micros", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_currency", sa.Text, nullable=False, server_default=""),
 )
 
 alerts = sa.Table(

@@ -53,11 +53,10 @@ def validate_spec(spec: comms_pb2.CampaignSpec, path: str = "spec") -> None:
     _range(spec.holdout_share, 0.0, 0.5, f"{path}.holdout_share")
     _validate_budget(spec, path)
 
-    # TODO: allow CHANNEL_VOICE once the worker's Deliverer places calls with
-    # AfricasTalkingClient.call for voice messages instead of sending SMS.
-    if spec.channel != channel_pb2.CHANNEL_SMS:
+    if spec.channel not in (channel_pb2.CHANNEL_SMS, channel_pb2.CHANNEL_VOICE):
         raise InvalidArgument(
-            f"{path}.channel", "only CHANNEL_SMS campaigns are supported"
+            f"{path}.channel",
+            "only CHANNEL_SMS and CHANNEL_VOICE campaigns are supported",
         )
     if spec.purpose == channel_pb2.PURPOSE_UNSPECIFIED:
         raise InvalidArgument(
