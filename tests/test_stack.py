@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 from retain_cli import envoy_config
 from retain_cli.stack import Stack
@@ -30,3 +31,12 @@ def test_killed_worker_is_restarted(stack: Stack) -> None:
     assert worker.process.pid != old_pid
     assert worker.process.poll() is None
     assert worker.restarts == 1
+
+
+def test_no_secret_on_any_command_line(stack: Stack) -> None:
+    secrets = [stack.env["RETAIN_AT_CALLBACK_SECRET"], stack.env["AT_API_KEY"]]
+    for child in stack.children:
+        assert child.process is not None
+        arguments = Path(f"/proc/{child.process.pid}/cmdline").read_bytes().decode()
+        for secret in secrets:
+            assert secret not in arguments, child.name

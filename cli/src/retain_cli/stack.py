@@ -52,6 +52,7 @@ def port_is_free(port: int) -> bool:
             return False
     return True
 EMULATOR_USERNAME = "sandbox"
+EMULATOR_VOICE_NUMBER = "+254711000000"
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,9 @@ class Stack:
             RETAIN_MODEL_DIR=str((self.options.state_dir / "models").resolve()),
             RETAIN_USER_DATA_KEY=self._secret("user-data.key", _fernet_key),
             RETAIN_AT_CALLBACK_SECRET=self._secret("callback.secret", _token),
+            # Scheduled scoring is on in the stack, once an hour; the inference
+            # service alone leaves it off unless the variable is set.
+            RETAIN_SCORING_INTERVAL_SECONDS="3600",
             PYTHONUNBUFFERED="1",
         )
         for name in SERVICES:
@@ -220,21 +224,28 @@ class Stack:
             log.info("AT_API_KEY is set: messages go to %s", self.environ.get("AT_BASE_URL", "Africa's Talking"))
             return
         port = self.port_setting("RETAIN_EMULATOR_PORT", self.options.emulator_port)
-        callback = (
-            f"http://127.0.0.1:{self.envoy_port}/callbacks/africastalking/delivery"
-            f"?secret={self.env['RETAIN_AT_CALLBACK_SECRET']}"
-        )
+        callbacks = f"http://127.0.0.1:{self.envoy_port}/callbacks/africastalking"
+        secret = f"?secret={self.env['RETAIN_AT_CALLBACK_SECRET']}"
         self.env.update(
             AT_BASE_URL=f"http://127.0.0.1:{port}",
             AT_USERNAME=EMULATOR_USERNAME,
             AT_API_KEY=self._secret("emulator-api.key", _token),
+            # The emulator places calls from any number; a live account needs its own.
+            AT_VOICE_NUMBER=EMULATOR_VOICE_NUMBER,
         )
+        # The callback URLs carry the secret, so they travel in the emulator's
+        # environment, which other local users cannot read, not in its arguments.
+        emulator_env = {
+            **self.env,
+            "RETAIN_EMULATOR_CALLBACK_URL": f"{callbacks}/delivery{secret}",
+            "RETAIN_EMULATOR_VOICE_CALLBACK_URL": f"{callbacks}/voice{secret}",
+        }
         child = Child(
             "emulator",
             [sys.executable, "-m", "retain_emulator", "--port", str(port),
-             "--username", EMULATOR_USERNAME, "--callback-url", callback,
+             "--username", EMULATOR_USERNAME,
              "--balance", self.options.emulator_balance_kes],
-            self.env, self.log_dir / "emulator.log",
+            emulator_env, self.log_dir / "emulator.log",
         )
         self._launch(child)
         assert child.process is not None

@@ -20,6 +20,8 @@ from retain_emulator.server import AfricasTalkingEmulator
 logger = logging.getLogger("retain_emulator")
 
 API_KEY_ENV = "AT_API_KEY"
+CALLBACK_URL_ENV = "RETAIN_EMULATOR_CALLBACK_URL"
+VOICE_CALLBACK_URL_ENV = "RETAIN_EMULATOR_VOICE_CALLBACK_URL"
 
 
 def decimal_argument(text: str) -> Decimal:
@@ -67,14 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--callback-url",
-        default=None,
-        help="URL that delivery reports are POSTed to (default: no reports)",
+        default=os.environ.get(CALLBACK_URL_ENV),
+        help=(
+            f"URL that delivery reports are POSTed to (default: ${CALLBACK_URL_ENV}, "
+            "else no reports); prefer the variable when the URL carries a secret"
+        ),
     )
     parser.add_argument(
         "--voice-callback-url",
-        default=None,
-        help="URL that voice callbacks of placed calls are POSTed to "
-        "(default: no callbacks)",
+        default=os.environ.get(VOICE_CALLBACK_URL_ENV),
+        help=(
+            "URL that voice callbacks of placed calls are POSTed to (default: "
+            f"${VOICE_CALLBACK_URL_ENV}, else no callbacks)"
+        ),
     )
     parser.add_argument(
         "--balance",
