@@ -346,9 +346,8 @@ def retain(
     batch = score(result.predictor, test_sequences, cdnow.CALIBRATION_END)
     if not np.array_equal(batch.customer_ids, cohort.customer_ids[test]):
         raise RuntimeError("scores came back in a different customer order")
-    # NOTE: the Weibull head models only the gap to the next transaction, so it
-    # gives no count forecast without a renewal assumption we have not checked.
-    return batch.churn_probability, None
+    # The count head forecasts the events in horizon_days, the 39-week holdout.
+    return batch.churn_probability, batch.expected_events
 
 
 METHODS: dict[str, Method] = {

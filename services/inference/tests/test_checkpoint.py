@@ -57,6 +57,13 @@ def test_other_format_version_is_rejected(trained):
         checkpoint_from_bytes(data)
 
 
+def test_checkpoint_without_count_head_is_rejected(trained):
+    data = edited_checkpoint(checkpoint_to_bytes(trained.predictor), format_version=1)
+
+    with pytest.raises(InvalidCheckpointError, match="version 1 has no count head"):
+        checkpoint_from_bytes(data)
+
+
 def test_other_feature_names_are_rejected(trained):
     data = edited_checkpoint(
         checkpoint_to_bytes(trained.predictor), static_feature_names=["old_feature"]

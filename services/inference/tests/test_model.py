@@ -1,4 +1,4 @@
-"""Tests of ChurnModel shapes, padding and the Weibull time-to-event head."""
+"""Tests of ChurnModel shapes, padding, the Weibull head and the count head."""
 
 import math
 
@@ -9,9 +9,23 @@ from retain_inference.model import (
     ChurnModel,
     ChurnOutput,
     ModelConfig,
+    count_log_likelihood,
+    expected_event_count,
     weibull_log_likelihood,
     weibull_mean_days,
 )
+
+
+def weibull_output(log_scale: torch.Tensor, shape: torch.Tensor) -> ChurnOutput:
+    """Return outputs with the given Weibull parameters and neutral other heads."""
+    zeros = torch.zeros_like(log_scale)
+    return ChurnOutput(zeros, log_scale, shape, zeros, torch.ones_like(log_scale))
+
+
+def count_output(rate: torch.Tensor, dispersion: torch.Tensor) -> ChurnOutput:
+    """Return outputs with the given daily rate and dispersion."""
+    zeros = torch.zeros_like(rate)
+    return ChurnOutput(zeros, zeros, torch.ones_like(rate), rate.log(), dispersion)
 
 
 def random_inputs(config: ModelConfig, lengths: list[int], max_events: int):
@@ -38,6 +52,9 @@ def test_forward_output_shapes(small_config):
     assert output.log_scale.shape == (3,)
     assert output.shape.shape == (3,)
     assert torch.all(output.shape > 0)
+    assert output.log_daily_rate.shape == (3,)
+    assert output.count_dispersion.shape == (3,)
+    assert torch.all(output.count_dispersion > 0)
 
 
 def test_extra_left_padding_leaves_output_unchanged(small_config):
@@ -74,7 +91,7 @@ def test_output_ignores_batch_mates(small_config):
 def test_weibull_log_likelihood_matches_torch_distribution():
     scale = torch.tensor([10.0, 40.0, 3.0])
     shape = torch.tensor([0.7, 1.0, 2.5])
-    output = ChurnOutput(torch.zeros(3), scale.log(), shape)
+    output = weibull_output(scale.log(), shape)
     days = torch.tensor([5.0, 60.0, 2.0])
     weibull = torch.distributions.Weibull(scale, shape)
 
@@ -88,7 +105,7 @@ def test_weibull_log_likelihood_matches_torch_distribution():
 def test_weibull_mean_matches_torch():
     scale = torch.tensor([10.0, 40.0])
     shape = torch.tensor([0.7, 2.0])
-    output = ChurnOutput(torch.zeros(2), scale.log(), shape)
+    output = weibull_output(scale.log(), shape)
 
     mean = weibull_mean_days(output)
 
@@ -96,7 +113,7 @@ def test_weibull_mean_matches_torch():
 
 
 def test_weibull_mean_is_capped():
-    output = ChurnOutput(torch.zeros(1), torch.tensor([math.log(1e6)]), torch.ones(1))
+    output = weibull_output(torch.tensor([math.log(1e6)]), torch.ones(1))
 
     assert weibull_mean_days(output).item() == pytest.approx(MAX_EXPECTED_DAYS)
 
@@ -106,6 +123,42 @@ def test_time_head_starts_at_horizon_scale(small_config):
 
     assert model.time_head.bias[0].item() == pytest.approx(
         math.log(small_config.horizon_days)
+    )
+
+
+def test_count_log_likelihood_matches_torch_distribution():
+    rate = torch.tensor([0.01, 0.2, 1.5])
+    dispersion = torch.tensor([0.3, 2.0, 50.0])
+    counts = torch.tensor([0.0, 4.0, 30.0])
+    window_days = 20.0
+    mean = rate * window_days
+    negative_binomial = torch.distributions.NegativeBinomial(
+        total_count=dispersion, logits=mean.log() - dispersion.log()
+    )
+
+    log_likelihood = count_log_likelihood(
+        count_output(rate, dispersion), counts, window_days
+    )
+
+    torch.testing.assert_close(log_likelihood, negative_binomial.log_prob(counts))
+    torch.testing.assert_close(negative_binomial.mean, mean)
+
+
+def test_expected_count_grows_with_window():
+    output = count_output(torch.tensor([0.05, 0.5]), torch.ones(2))
+
+    short = expected_event_count(output, 30.0)
+    long = expected_event_count(output, 90.0)
+
+    torch.testing.assert_close(short, torch.tensor([1.5, 15.0]))
+    assert torch.all(long > short)
+
+
+def test_count_head_starts_at_one_event_per_horizon(small_config):
+    model = ChurnModel(small_config)
+
+    assert model.count_head.bias[0].item() == pytest.approx(
+        -math.log(small_config.horizon_days)
     )
 
 

@@ -81,19 +81,20 @@ async def replicas(
     started: list[server.InferenceService] = []
 
     async def start(count: int, clock: Clock, shards: int = 1) -> list:
-        settings = InferenceSettings.from_env(
-            {
-                "RETAIN_INFERENCE_PORT": "0",
-                "RETAIN_INFERENCE_DATABASE_URL": database_url,
-                "RETAIN_CERT_DIR": str(cert_dir),
-                "RETAIN_EVENTS_TARGET": f"127.0.0.1:{events_server.port}",
-                "RETAIN_SCORE_PAGE_SIZE": "50",
-                "RETAIN_TORCH_THREADS": "1",
-                "RETAIN_SCORING_INTERVAL_SECONDS": str(HOUR),
-                "RETAIN_SCORING_SHARDS": str(shards),
-            }
-        )
         for _ in range(count):
+            settings = InferenceSettings.from_env(
+                {
+                    "RETAIN_INFERENCE_PORT": "0",
+                    "RETAIN_INFERENCE_DATABASE_URL": database_url,
+                    "RETAIN_CERT_DIR": str(cert_dir),
+                    "RETAIN_EVENTS_TARGET": f"127.0.0.1:{events_server.port}",
+                    "RETAIN_SCORE_PAGE_SIZE": "50",
+                    "RETAIN_TORCH_THREADS": "1",
+                    "RETAIN_SCORING_INTERVAL_SECONDS": str(HOUR),
+                    "RETAIN_SCORING_SHARDS": str(shards),
+                    "RETAIN_REPLICA_ID": f"replica-{len(started) + 1}",
+                }
+            )
             started.append(await server.start(settings, clock))
         return started
 
@@ -238,6 +239,7 @@ def test_shard_ranges_split_ids_evenly(first, last, shards, expected) -> None:
         ("RETAIN_SCORING_SHARDS", "0"),
         ("RETAIN_SCORING_INTERVAL_SECONDS", "-1"),
         ("RETAIN_SCORE_PAGE_SIZE", "20000"),
+        ("RETAIN_REPLICA_ID", " "),
     ],
 )
 def test_bad_scoring_setting_is_rejected(variable: str, value: str) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 from retain.events.v1 import events_pb2
 from retain_inference import server
 from retain_inference.events_client import table_from_packed
 from retain_inference.features import to_event_table
-from retain_inference.reasons import explain
-from retain_inference.score_copy import copy_text, score_lines
+from retain_inference.reasons import compute_reason_inputs, explain
+from retain_inference.score_copy import copy_text, reasons_json_column, score_lines
 from retain_inference.scoring import score, score_table
 from retain_inference.store import Store
 from retain_runtime import db
@@ -47,6 +48,35 @@ def test_packed_page_scores_like_sequences(trained, sequences, label_end) -> Non
         from_page.expected_days_to_next_event,
         from_sequences.expected_days_to_next_event,
     )
+
+
+def test_reasons_column_matches_explain(synthetic_customers, cutoff) -> None:
+    as_of = cutoff + dt.timedelta(days=20)
+    customers = synthetic_customers(600, seed=5, end=as_of + dt.timedelta(days=30))
+    inputs = compute_reason_inputs(to_event_table(customers), as_of)
+
+    column = reasons_json_column(inputs)
+
+    assert len(column) == len(customers)
+    codes = set()
+    for row, text in enumerate(column):
+        expected = [
+            {
+                "code": reason.code,
+                "params": {k: str(v) for k, v in reason.params.items()},
+                "text": reason.text,
+            }
+            for reason in explain(inputs, row)
+        ]
+        assert json.loads(text) == expected, f"customer row {row}"
+        codes.update(reason["code"] for reason in expected)
+    assert len(codes) == 5
+
+
+def test_reasons_column_of_no_customers_is_empty(cutoff) -> None:
+    inputs = compute_reason_inputs(to_event_table([]), cutoff)
+
+    assert reasons_json_column(inputs) == []
 
 
 def test_copy_text_escapes_separators() -> None:

@@ -59,6 +59,7 @@ def test_targets_use_half_open_window():
     assert targets.churned.tolist() == [0, 1, 0, 1]
     assert targets.observed.tolist() == [True, False, True, False]
     assert targets.days_to_next.tolist() == [0, 30, 12, 30]
+    assert targets.window_events.tolist() == [1, 0, 2, 0]
 
 
 def test_training_reports_plausible_metrics(trained, sequences, cutoff):

@@ -37,7 +37,8 @@ def respond(
     """Build the reply from up to page_size + 1 customers; more rows mean more follow."""
     length = page_length(page, page_size)
     if packed:
-        response = events_pb2.ListSequencesResponse(packed=_packed(page, length))
+        response = events_pb2.ListSequencesResponse()
+        _pack(page, length, response.packed)
     else:
         response = _messages(page, length)
     if len(page) > length:
@@ -46,15 +47,15 @@ def respond(
     return response
 
 
-def _packed(page: SequencePage, length: int) -> events_pb2.PackedSequences:
+def _pack(page: SequencePage, length: int, packed: events_pb2.PackedSequences) -> None:
+    """Fill the reply's own packed field, which skips a copy of a separate message."""
+    packed.SetInParent()  # present even when the page is empty, as before
     events = int(page.event_counts[:length].sum())
-    return events_pb2.PackedSequences(
-        customer_ids=page.customer_ids[:length].tolist(),
-        event_counts=page.event_counts[:length].tolist(),
-        occur_unix_seconds=page.occur_unix_seconds[:events].astype("<i8").tobytes(),
-        event_types=page.event_types[:events].astype("<i2").tobytes(),
-        amounts_micros=page.amounts_micros[:events].astype("<i8").tobytes(),
-    )
+    packed.customer_ids.extend(page.customer_ids[:length].tolist())
+    packed.event_counts.extend(page.event_counts[:length].tolist())
+    packed.occur_unix_seconds = page.occur_unix_seconds[:events].astype("<i8").tobytes()
+    packed.event_types = page.event_types[:events].astype("<i2").tobytes()
+    packed.amounts_micros = page.amounts_micros[:events].astype("<i8").tobytes()
 
 
 def _messages(page: SequencePage, length: int) -> events_pb2.ListSequencesResponse:

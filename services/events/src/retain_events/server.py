@@ -35,6 +35,7 @@ class Service:
 
     running: RunningServer
     engine: AsyncEngine
+    store: EventStore
 
     @property
     def port(self) -> int:
@@ -44,13 +45,15 @@ class Service:
         """Stop serving, letting RPCs in flight finish, then close the pool."""
         await self.running.stop(grace)
         await self.engine.dispose()
+        self.store.close()
         log.info("Events service stopped")
 
 
 async def start(settings: ServiceSettings, clock: Clock) -> Service:
     """Start the events service on a database that prepare_database migrated."""
     engine = db.async_engine(settings.database_url)
-    servicer = EventsServicer(EventStore(engine), clock)
+    store = EventStore(engine)
+    servicer = EventsServicer(store, clock)
     running = await create_server(
         settings,
         SERVICE_NAME,
@@ -60,4 +63,4 @@ async def start(settings: ServiceSettings, clock: Clock) -> Service:
         POLICY,
         VALIDATORS,
     )
-    return Service(running, engine)
+    return Service(running, engine, store)

@@ -18,6 +18,7 @@ sequences and activity sums count KES amounts only.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ import numpy as np
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from retain_events.ingest import EventBatch, IngestCounts
@@ -93,7 +95,9 @@ FROM incoming AS i JOIN claimed AS c ON c.event_id = i.event_id
 # customer arrives as three byte strings instead of one Python int per event.
 # timestamptz_send gives microseconds since 2000-01-01 UTC as a big-endian int64.
 # The query runs on psycopg directly, with its placeholders, because results in
-# binary format skip the hex text form of bytea at both ends.
+# binary format skip the hex text form of bytea at both ends. It runs on a
+# blocking connection in a worker thread: libpq then reads a page of several
+# MiB in C, where the asyncio driver wakes the event loop for every chunk.
 _SEQUENCES = """
 SELECT customer_id,
        count(*),
@@ -213,8 +217,16 @@ class DailyCount:
 class EventStore:
     """Queries and writes of the events database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reader: Engine | None = None) -> None:
         self._engine = engine
+        # A blocking engine on the same database for the large sequence reads.
+        self._reader = reader or sa.create_engine(
+            engine.url, pool_size=2, pool_pre_ping=True
+        )
+
+    def close(self) -> None:
+        """Close the connections of the blocking engine."""
+        self._reader.dispose()
 
     async def ingest(self, batch: EventBatch) -> IngestCounts:
         """Store a batch in one transaction; ids stored before are duplicates."""
@@ -246,12 +258,14 @@ class EventStore:
             "end_time": end_time,
             "limit": limit,
         }
-        async with self._engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
-            async with driver.cursor(binary=True) as cursor:
-                await cursor.execute(_SEQUENCES, params)
-                return SequencePage.from_rows(await cursor.fetchall())
+        return await asyncio.to_thread(self._read_sequences, params)
+
+    def _read_sequences(self, params: dict[str, Any]) -> SequencePage:
+        with self._reader.connect() as conn:
+            driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+            with driver.cursor(binary=True) as cursor:
+                cursor.execute(_SEQUENCES, params)
+                return SequencePage.from_rows(cursor.fetchall())
 
     async def count_sequences(
         self, min_customer_id: int, max_customer_id: int, end_time: dt.datetime

@@ -29,7 +29,9 @@ from retain_inference.predictor import ChurnPredictor, PlattCalibration
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# Version 2 added the count head. Older versions cannot load, because a model
+# without trained count weights would forecast arbitrary counts.
+FORMAT_VERSION = 2
 
 
 class InvalidCheckpointError(ValueError):
@@ -99,9 +101,10 @@ def _payload(predictor: ChurnPredictor) -> dict[str, Any]:
 def _predictor(payload: dict[str, Any]) -> ChurnPredictor:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
+        detail = " (version 1 has no count head)" if version == 1 else ""
         raise InvalidCheckpointError(
-            f"checkpoint format version is {version!r} but this build reads "
-            f"version {FORMAT_VERSION}; retrain or convert the checkpoint"
+            f"checkpoint format version is {version!r}{detail} but this build "
+            f"reads version {FORMAT_VERSION}; retrain the model with this build"
         )
     _check_feature_names(payload, "event_feature_names", EVENT_FEATURE_NAMES)
     _check_feature_names(payload, "static_feature_names", STATIC_FEATURE_NAMES)

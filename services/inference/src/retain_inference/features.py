@@ -150,9 +150,15 @@ class FeatureNormalizer:
             static_features=static_features.astype(np.float32, copy=False),
         )
 
-    def standardise_events(self, values: np.ndarray) -> np.ndarray:
-        """Standardise event features, an array whose last axis is the feature."""
-        return (values - self.event_mean) / self.event_std
+    def standardise_events(
+        self, values: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Standardise event features, an array whose last axis is the feature.
+
+        With `out`, which may be `values` itself, the result is written there.
+        """
+        centred = np.subtract(values, self.event_mean, out=out)
+        return np.divide(centred, self.event_std, out=centred)
 
     def standardise_static(self, values: np.ndarray) -> np.ndarray:
         """Standardise static features, an array whose last axis is the feature."""
@@ -326,7 +332,7 @@ def _padded_events(
     )
     values = _event_features(past, window_events, position[window_events] == 0, as_of_s)
     if normalizer is not None:
-        values = normalizer.standardise_events(values)
+        values = normalizer.standardise_events(values, out=values)
     event_features[destination] = values
     shape = (num_customers, max_events, len(EVENT_FEATURE_NAMES))
     return event_types, event_features.reshape(shape)

@@ -40,9 +40,10 @@ class Progress:
 class JobRunner:
     """Starts jobs as asyncio tasks and keeps a reference until each ends."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, owner: str) -> None:
         self.store = store
         self.clock = clock
+        self.owner = owner  # this replica's id, recorded on every job it runs
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, kind: str, work: Work) -> dict[str, Any]:
@@ -53,7 +54,7 @@ class JobRunner:
 
     async def create(self, kind: str) -> dict[str, Any]:
         """Record a queued job, for callers that must store its id first."""
-        return await self.store.create_job(kind, self.clock.now())
+        return await self.store.create_job(kind, self.clock.now(), self.owner)
 
     def run(self, job: dict[str, Any], work: Work) -> asyncio.Task[None]:
         """Run work in the background as the given job and return its task."""
@@ -65,7 +66,7 @@ class JobRunner:
     async def _run(self, job_id: str, kind: str, work: Work) -> None:
         log.info("Job %s (%s) started", job_id, kind)
         await self.store.update_job(
-            job_id, self.clock.now(), state=job_pb2.JOB_STATE_RUNNING
+            job_id, self.clock.now(), state=job_pb2.JOB_STATE_RUNNING, owner=self.owner
         )
         try:
             result_id = await work(Progress(self, job_id))

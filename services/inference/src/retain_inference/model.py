@@ -1,9 +1,12 @@
 """ChurnModel: a GRU over recent events plus an MLP over customer summaries.
 
-The model has two heads. The churn head returns the logit of the probability that
+The model has three heads. The churn head returns the logit of the probability that
 the customer has no event in the `horizon_days` days from `as_of`. The
 time-to-event head returns a Weibull distribution over the days from `as_of` to the
 customer's next event, trained with right-censoring at the end of the label window.
+The count head returns a daily event rate and a dispersion, the mean and shape of a
+negative binomial over the number of events in a window that starts at `as_of`,
+trained on the counts of the label window.
 """
 
 import logging
@@ -23,6 +26,8 @@ logger = logging.getLogger(__name__)
 _MIN_DAYS = 1 / 24
 # Lower bound of the Weibull shape, which keeps the mean finite.
 _MIN_SHAPE = 0.3
+# Lower bound of the negative binomial's total count, which bounds its variance.
+_MIN_DISPERSION = 1e-2
 # NOTE: training sees gaps only up to the end of the label window, so a mean far
 # beyond horizon_days is the fitted Weibull's extrapolation, not an observed rate.
 MAX_EXPECTED_DAYS = 3_650.0
@@ -67,6 +72,8 @@ class ChurnOutput(NamedTuple):
     churn_logit: torch.Tensor  # (B,), logit of P(no event within horizon_days)
     log_scale: torch.Tensor  # (B,), log of the Weibull scale in days
     shape: torch.Tensor  # (B,), Weibull shape, at least _MIN_SHAPE
+    log_daily_rate: torch.Tensor  # (B,), log of the expected events per day
+    count_dispersion: torch.Tensor  # (B,), negative binomial total count r
 
 
 class EventEncoder(nn.Module):
@@ -125,9 +132,12 @@ class ChurnModel(nn.Module):
         )
         self.churn_head = nn.Linear(config.trunk_size, 1)
         self.time_head = nn.Linear(config.trunk_size, 2)
-        # Start the Weibull scale at the horizon, the order of the gaps it learns.
+        self.count_head = nn.Linear(config.trunk_size, 2)
         with torch.no_grad():
+            # Start the Weibull scale at the horizon, the order of the gaps it
+            # learns, and the count head at one event per horizon.
             self.time_head.bias[0] = math.log(config.horizon_days)
+            self.count_head.bias[0] = -math.log(config.horizon_days)
 
     def forward(
         self,
@@ -140,7 +150,14 @@ class ChurnModel(nn.Module):
         h = self.trunk(torch.cat([sequence, summary], dim=-1))  # (B, trunk_size)
         churn_logit = self.churn_head(h).squeeze(-1)  # (B,)
         log_scale, raw_shape = self.time_head(h).unbind(-1)  # (B,), (B,)
-        return ChurnOutput(churn_logit, log_scale, F.softplus(raw_shape) + _MIN_SHAPE)
+        log_rate, raw_dispersion = self.count_head(h).unbind(-1)  # (B,), (B,)
+        return ChurnOutput(
+            churn_logit,
+            log_scale,
+            F.softplus(raw_shape) + _MIN_SHAPE,
+            log_rate,
+            F.softplus(raw_dispersion) + _MIN_DISPERSION,
+        )
 
 
 def weibull_log_likelihood(
@@ -166,3 +183,37 @@ def weibull_mean_days(output: ChurnOutput) -> torch.Tensor:
     """
     log_mean = output.log_scale + torch.lgamma(1 + 1 / output.shape)  # (B,)
     return torch.exp(log_mean.clamp(max=math.log(MAX_EXPECTED_DAYS)))
+
+
+def expected_event_count(
+    output: ChurnOutput, window_days: float | torch.Tensor
+) -> torch.Tensor:
+    """Return the expected number of events in `window_days` from as_of, shape (B,).
+
+    NOTE: training sees counts of one window only, `horizon_days` long, and the
+    forecast holds the daily rate constant. For other windows this is a
+    proportional extrapolation, which overstates long windows for customers who
+    may stop.
+    """
+    return torch.exp(output.log_daily_rate) * window_days
+
+
+def count_log_likelihood(
+    output: ChurnOutput, counts: torch.Tensor, window_days: float
+) -> torch.Tensor:
+    """Return the log-likelihood of each window's event count, shape (B,).
+
+    The count is negative binomial with mean `rate * window_days` and total count
+    r, so its variance is mean + mean^2 / r.
+    """
+    r = output.count_dispersion  # (B,)
+    log_r = torch.log(r)
+    log_mean = output.log_daily_rate + math.log(window_days)  # (B,)
+    log_total = torch.logaddexp(log_r, log_mean)  # log(r + mean), (B,)
+    return (
+        torch.lgamma(counts + r)
+        - torch.lgamma(r)
+        - torch.lgamma(counts + 1)
+        + r * (log_r - log_total)
+        + counts * (log_mean - log_total)
+    )

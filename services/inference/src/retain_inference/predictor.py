@@ -21,6 +21,7 @@ from retain_inference.model import (
     ChurnModel,
     ChurnOutput,
     ModelConfig,
+    expected_event_count,
     weibull_mean_days,
 )
 
@@ -53,6 +54,7 @@ class Prediction(NamedTuple):
     output: ChurnOutput  # raw model outputs
     churn_probability: torch.Tensor  # float32 (B,), calibrated
     expected_days: torch.Tensor  # float32 (B,), Weibull mean days to next event
+    expected_events: torch.Tensor  # float32 (B,), mean events in horizon_days
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,24 @@ class ChurnPredictor:
         with torch.inference_mode():
             output = self.model(*inputs)
             probability = torch.sigmoid(self.calibration.apply(output.churn_logit))
-            return Prediction(output, probability, weibull_mean_days(output))
+            return Prediction(
+                output,
+                probability,
+                weibull_mean_days(output),
+                expected_event_count(output, self.config.horizon_days),
+            )
+
+    def expected_events(self, inputs: ModelInputs, window_days: float) -> torch.Tensor:
+        """Forecast each customer's number of events in `window_days` from as_of.
+
+        Returns a float32 tensor of shape (B,). The count head learned the counts
+        of `horizon_days` windows, and other windows scale its rate.
+        """
+        if not window_days > 0:
+            raise ValueError(f"window_days must be positive, got {window_days}")
+        self.model.eval()
+        with torch.inference_mode():
+            return expected_event_count(self.model(*inputs), window_days)
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -6,6 +6,7 @@ strictly before `as_of`. The reasons describe the history the model read. They d
 not attribute the score to inputs.
 """
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -151,109 +152,192 @@ def _earlier_purchase_rate(
     return rate
 
 
+@dataclass(frozen=True, eq=False)
+class RuleHits:
+    """The outcome of one reason rule for each customer: fired, strength, parameters.
+
+    `strength` and `params` are meaningful only where `fired` is true.
+    """
+
+    code: str
+    fired: np.ndarray  # bool (B,)
+    strength: np.ndarray  # float64 (B,)
+    params: dict[str, np.ndarray]  # name -> int64 or float64 (B,)
+
+
+def find_reasons(inputs: ReasonInputs) -> list[RuleHits]:
+    """Evaluate every reason rule for every customer, in rule order."""
+    return [rule(inputs) for rule in _RULES]
+
+
+def rank_reasons(hits: list[RuleHits], max_reasons: int = 3) -> np.ndarray:
+    """Return each customer's rule indices, strongest first, shape (B, max_reasons).
+
+    NO_PURCHASES ranks first. The other reasons rank by about how many times the
+    recent behaviour falls short of the customer's usual one, and equal strengths
+    keep rule order. Slots beyond a customer's reasons hold -1.
+    """
+    fired = np.stack([hit.fired for hit in hits], axis=1)  # (B, R)
+    strength = np.stack([hit.strength for hit in hits], axis=1)  # (B, R)
+    # NaN sorts last, so rules that did not fire come after those that did.
+    keys = np.where(fired, -strength, np.nan)  # (B, R)
+    order = np.argsort(keys, axis=1, kind="stable")[:, :max_reasons]  # (B, K)
+    ranked_fired = np.take_along_axis(fired, order, axis=1)  # (B, K)
+    return np.where(ranked_fired, order, -1)
+
+
 def explain(inputs: ReasonInputs, row: int, max_reasons: int = 3) -> list[Reason]:
     """Return up to `max_reasons` reasons for customer `row`, strongest first.
 
-    NO_PURCHASES ranks first. The other reasons rank by about how many times the
-    recent behaviour falls short of the customer's usual one. A customer whose
-    recent purchases match their past gets an empty list.
+    A customer whose recent purchases match their past gets an empty list.
     """
-    found = []
-    for rule in _RULES:
-        result = rule(inputs, row)
-        if result is not None:
-            found.append(result)
-    found.sort(key=lambda pair: pair[0], reverse=True)
-    return [reason for _, reason in found[:max_reasons]]
-
-
-_Rule = Callable[[ReasonInputs, int], tuple[float, Reason] | None]
-
-
-def _no_purchases(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
-    if inputs.purchase_count[row] != 0:
-        return None
-    return math.inf, Reason("NO_PURCHASES", {}, "no purchases yet")
-
-
-def _single_purchase(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
-    if inputs.purchase_count[row] != 1:
-        return None
-    days = math.floor(inputs.days_since_first_purchase[row])
-    age = "less than a day" if days == 0 else _days(days)
-    text = f"only one purchase so far, {age} ago"
-    return 1 + days / SPEND_WINDOW_DAYS, Reason("SINGLE_PURCHASE", {"days": days}, text)
-
-
-def _no_activity_since(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
-    idle_days = inputs.days_since_last_purchase[row]
-    median_gap = inputs.median_gap_days[row]
-    if inputs.purchase_count[row] < 2:
-        return None
-    if idle_days < MIN_IDLE_DAYS or idle_days < IDLE_GAP_RATIO * median_gap:
-        return None
-
-    days = math.floor(idle_days)
-    usual_gap = max(1, round(median_gap))
-    params: dict[str, str | int | float] = {
-        "days": days,
-        "usual_gap_days": usual_gap,
-    }
-    text = f"no purchases in {_days(days)}; usually one every {_days(usual_gap)}"
-    strength = idle_days / max(median_gap, 1.0)
-    return strength, Reason("NO_ACTIVITY_SINCE", params, text)
-
-
-def _spend_down(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
-    recent = inputs.recent_spend_kes[row]
-    previous = inputs.previous_spend_kes[row]
-    if recent <= 0 or recent > (1 - SPEND_DROP_FRACTION) * previous:
-        return None
-
-    percent = round(100 * (1 - recent / previous))
-    params: dict[str, str | int | float] = {
-        "percent": percent,
-        "recent_kes": round(recent),
-        "previous_kes": round(previous),
-        "window_days": SPEND_WINDOW_DAYS,
-    }
-    text = (
-        f"spent KES {params['recent_kes']:,} in the last {SPEND_WINDOW_DAYS} days, "
-        f"down {percent}% on the {SPEND_WINDOW_DAYS} days before"
+    one_row = ReasonInputs(
+        **{
+            field.name: getattr(inputs, field.name)[row : row + 1]
+            for field in dataclasses.fields(inputs)
+        }
     )
-    return previous / recent, Reason("SPEND_DOWN", params, text)
+    hits = find_reasons(one_row)
+    ranked = rank_reasons(hits, max_reasons)[0]
+    return [reason_at(hits[rule], 0) for rule in ranked.tolist() if rule >= 0]
 
 
-def _few_purchases(inputs: ReasonInputs, row: int) -> tuple[float, Reason] | None:
-    earlier_rate = inputs.earlier_purchase_rate[row]
-    count = int(inputs.recent_purchase_count[row])
-    if not earlier_rate >= MIN_EARLIER_RATE:  # also rejects nan
-        return None
-    if count > FEW_PURCHASES_RATIO * earlier_rate:
-        return None
+def reason_at(hit: RuleHits, row: int) -> Reason:
+    """Return the reason that `hit` gives customer `row`, where it fired."""
+    params = {name: values[row].item() for name, values in hit.params.items()}
+    return Reason(hit.code, params, reason_text(hit.code, params))
 
-    usual = round(float(earlier_rate), 1)
-    params: dict[str, str | int | float] = {
-        "count": count,
-        "window_days": PURCHASE_WINDOW_DAYS,
-        "usual_count": usual,
-    }
-    recent_text = "no purchases" if count == 0 else _count(count, "purchase")
-    text = (
-        f"{recent_text} in the last {PURCHASE_WINDOW_DAYS} days; before that, "
-        f"{usual:g} per {PURCHASE_WINDOW_DAYS} days on average"
+
+def reason_text(code: str, params: dict[str, int | float]) -> str:
+    """Return the sentence of a reason from its code and parameters."""
+    return _TEXTS[code](params)
+
+
+def _hits(
+    code: str, fired: np.ndarray, strength: np.ndarray, **params: np.ndarray
+) -> RuleHits:
+    # Zero the values where the rule did not fire, so casts see no nan or inf.
+    strength = np.where(fired, strength, 0.0)
+    clean = {name: np.where(fired, values, 0) for name, values in params.items()}
+    return RuleHits(code, fired, strength, clean)
+
+
+def _floor_days(days: np.ndarray) -> np.ndarray:
+    return np.floor(np.nan_to_num(days)).astype(np.int64)
+
+
+def _no_purchases(inputs: ReasonInputs) -> RuleHits:
+    fired = inputs.purchase_count == 0
+    return _hits("NO_PURCHASES", fired, np.full(fired.shape[0], math.inf))
+
+
+def _single_purchase(inputs: ReasonInputs) -> RuleHits:
+    fired = inputs.purchase_count == 1
+    days = _floor_days(inputs.days_since_first_purchase)
+    return _hits("SINGLE_PURCHASE", fired, 1 + days / SPEND_WINDOW_DAYS, days=days)
+
+
+def _no_activity_since(inputs: ReasonInputs) -> RuleHits:
+    idle_days = inputs.days_since_last_purchase
+    median_gap = inputs.median_gap_days
+    # Two or more purchases, so neither value is nan where the rule fires.
+    fired = (
+        (inputs.purchase_count >= 2)
+        & (idle_days >= MIN_IDLE_DAYS)
+        & (idle_days >= IDLE_GAP_RATIO * median_gap)
     )
-    strength = earlier_rate / max(count, 0.5)
-    return strength, Reason("FEW_PURCHASES", params, text)
+    # np.rint rounds halves to even, as Python's round does.
+    usual_gap = np.maximum(1, np.rint(np.nan_to_num(median_gap))).astype(np.int64)
+    return _hits(
+        "NO_ACTIVITY_SINCE",
+        fired,
+        idle_days / np.maximum(np.nan_to_num(median_gap), 1.0),
+        days=_floor_days(idle_days),
+        usual_gap_days=usual_gap,
+    )
 
 
-_RULES: tuple[_Rule, ...] = (
+def _spend_down(inputs: ReasonInputs) -> RuleHits:
+    recent = inputs.recent_spend_kes
+    previous = inputs.previous_spend_kes
+    fired = (recent > 0) & (recent <= (1 - SPEND_DROP_FRACTION) * previous)
+    safe_recent = np.where(fired, recent, 1.0)
+    safe_previous = np.where(fired, previous, 1.0)
+    percent = np.rint(100 * (1 - safe_recent / safe_previous)).astype(np.int64)
+    return _hits(
+        "SPEND_DOWN",
+        fired,
+        safe_previous / safe_recent,
+        percent=percent,
+        recent_kes=np.rint(recent).astype(np.int64),
+        previous_kes=np.rint(previous).astype(np.int64),
+        window_days=np.full(fired.shape[0], SPEND_WINDOW_DAYS),
+    )
+
+
+def _few_purchases(inputs: ReasonInputs) -> RuleHits:
+    earlier_rate = inputs.earlier_purchase_rate
+    count = inputs.recent_purchase_count
+    fired = (earlier_rate >= MIN_EARLIER_RATE) & (  # False where nan
+        count <= FEW_PURCHASES_RATIO * earlier_rate
+    )
+    # Python's round to one decimal, which np.round does not always match.
+    usual = np.zeros(fired.shape[0])
+    rows = np.flatnonzero(fired)
+    usual[rows] = [round(rate, 1) for rate in earlier_rate[rows].tolist()]
+    return _hits(
+        "FEW_PURCHASES",
+        fired,
+        np.nan_to_num(earlier_rate) / np.maximum(count, 0.5),
+        count=count.astype(np.int64),
+        window_days=np.full(fired.shape[0], PURCHASE_WINDOW_DAYS),
+        usual_count=usual,
+    )
+
+
+_RULES: tuple[Callable[[ReasonInputs], RuleHits], ...] = (
     _no_purchases,
     _single_purchase,
     _no_activity_since,
     _spend_down,
     _few_purchases,
 )
+
+
+def _single_purchase_text(params: dict[str, int | float]) -> str:
+    days = int(params["days"])
+    age = "less than a day" if days == 0 else _days(days)
+    return f"only one purchase so far, {age} ago"
+
+
+def _no_activity_text(params: dict[str, int | float]) -> str:
+    days, usual_gap = int(params["days"]), int(params["usual_gap_days"])
+    return f"no purchases in {_days(days)}; usually one every {_days(usual_gap)}"
+
+
+def _spend_down_text(params: dict[str, int | float]) -> str:
+    return (
+        f"spent KES {params['recent_kes']:,} in the last {SPEND_WINDOW_DAYS} days, "
+        f"down {params['percent']}% on the {SPEND_WINDOW_DAYS} days before"
+    )
+
+
+def _few_purchases_text(params: dict[str, int | float]) -> str:
+    count = int(params["count"])
+    recent_text = "no purchases" if count == 0 else _count(count, "purchase")
+    return (
+        f"{recent_text} in the last {PURCHASE_WINDOW_DAYS} days; before that, "
+        f"{params['usual_count']:g} per {PURCHASE_WINDOW_DAYS} days on average"
+    )
+
+
+_TEXTS: dict[str, Callable[[dict[str, int | float]], str]] = {
+    "NO_PURCHASES": lambda params: "no purchases yet",
+    "SINGLE_PURCHASE": _single_purchase_text,
+    "NO_ACTIVITY_SINCE": _no_activity_text,
+    "SPEND_DOWN": _spend_down_text,
+    "FEW_PURCHASES": _few_purchases_text,
+}
 
 
 def _count(number: int, noun: str) -> str:

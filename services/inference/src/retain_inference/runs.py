@@ -6,6 +6,11 @@ page's scores with one COPY. The next pages download while a page is scored,
 one page's features are built while another runs through the model, and a
 page's COPY runs while later pages are scored. A run may cover a customer-id
 range, so several workers can split one scoring moment between them.
+
+A run does not count its customers before paging, because an exact count reads
+every event row once more. Its progress total is the count of the last finished
+run over the same customer-id range, an estimate, or 0 (not yet known) for the
+first run of a range. The final report sets it to the number scored.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import numpy as np
 import torch
 from retain_runtime.errors import FailedPrecondition
@@ -114,18 +118,17 @@ class ScoringRuns:
         shard = (run["min_customer_id"], run["max_customer_id"])
         predictor = await self.registry.load(run["model_version"])
         started = time.perf_counter()
-        pipeline = _Pipeline(self, predictor, run, progress)
-        counting = asyncio.create_task(self._count(run_id, run["as_of_time"], *shard))
+        expected = await self.store.previous_scored_count(run_id, *shard)
+        pipeline = _Pipeline(self, predictor, run, progress, expected)
         pages = prefetched(
             self.events.table_pages(run["as_of_time"], self.options.page_size, *shard),
             pipeline.times,
         )
         try:
             async for table in pages:
-                await pipeline.push(table, counting)
+                await pipeline.push(table)
             await pipeline.drain()
         finally:
-            counting.cancel()
             await pages.aclose()
             pipeline.close()
         await self.store.finish_run(run_id)
@@ -133,27 +136,6 @@ class ScoringRuns:
         _log_finished(
             run_id, pipeline.done, time.perf_counter() - started, pipeline.times
         )
-
-    async def _count(
-        self,
-        run_id: int,
-        as_of: dt.datetime,
-        min_customer_id: int,
-        max_customer_id: int,
-    ) -> int:
-        """Return the run's customer count, or 0 when CountSequences fails."""
-        try:
-            reply = await self.events.count_customers(
-                as_of, min_customer_id, max_customer_id
-            )
-        except grpc.aio.AioRpcError as error:
-            log.warning(
-                "Scoring run %d has no progress total: CountSequences failed: %s",
-                run_id,
-                error.details(),
-            )
-            return 0
-        return int(reply.customer_count)
 
     async def evaluate(
         self, run_id: int, label_start: dt.datetime, label_end: dt.datetime
@@ -191,11 +173,13 @@ class _Pipeline:
         predictor: ChurnPredictor,
         run: dict[str, Any],
         progress: Progress,
+        expected: int,
     ) -> None:
         self.runs = runs
         self.predictor = predictor
         self.run = run
         self.progress = progress
+        self.expected = expected  # estimated customers in the run, 0 if unknown
         self.times = StageTimes()
         self.done = 0
         prefix = f"scoring-run-{run['scoring_run_id']}"
@@ -204,7 +188,7 @@ class _Pipeline:
         self.forwarding: asyncio.Future[ScoreBatch] | None = None
         self.storing: asyncio.Task[None] | None = None
 
-    async def push(self, table: EventTable, counting: asyncio.Task[int]) -> None:
+    async def push(self, table: EventTable) -> None:
         """Prepare a page, start its forward pass and store the page before it."""
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(
@@ -219,14 +203,14 @@ class _Pipeline:
         previous = self.forwarding
         self.forwarding = loop.run_in_executor(self.forward, self._predict, prepared)
         if previous is not None:
-            await self._store(await previous, counting)
+            await self._store(await previous)
 
     async def drain(self) -> None:
         """Store the last page and wait for every COPY."""
         if self.forwarding is not None:
             batch = await self.forwarding
             self.forwarding = None
-            await self._store(batch, None)
+            await self._store(batch)
         await self._wait_for_store()
 
     def close(self) -> None:
@@ -251,9 +235,7 @@ class _Pipeline:
                 self.run["scoring_run_id"], self.run["model_version"], batch
             )
 
-    async def _store(
-        self, batch: ScoreBatch, counting: asyncio.Task[int] | None
-    ) -> None:
+    async def _store(self, batch: ScoreBatch) -> None:
         loop = asyncio.get_running_loop()
         lines = await loop.run_in_executor(self.cpu, self._rows, batch)
         await self._wait_for_store()
@@ -262,7 +244,9 @@ class _Pipeline:
             self.runs.store.copy_scores(self.run["scoring_run_id"], lines, count)
         )
         self.done += count
-        total = counting.result() if counting and counting.done() else 0
+        # Customers may have joined since the estimate, so it never falls below
+        # the count so far.
+        total = max(self.expected, self.done) if self.expected else 0
         await self.progress.report(self.done, total, self.message())
 
     async def _wait_for_store(self) -> None:

@@ -8,10 +8,18 @@ written with `repr`, which PostgreSQL reads back as the same double.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from json.encoder import encode_basestring_ascii
 
-from retain_inference.reasons import ReasonInputs, explain
+import numpy as np
+
+from retain_inference.reasons import (
+    ReasonInputs,
+    RuleHits,
+    find_reasons,
+    rank_reasons,
+    reason_text,
+)
 from retain_inference.scoring import ScoreBatch
 
 COLUMNS = (
@@ -30,60 +38,68 @@ def copy_text(value: str) -> str:
     return value.translate(_ESCAPES)
 
 
-def reasons_json(inputs: ReasonInputs, row: int) -> str:
-    """Return the reasons of one customer as the JSON array the scores table holds.
+def reasons_json_column(inputs: ReasonInputs, max_reasons: int = 3) -> list[str]:
+    """Return each customer's reasons as the JSON array the scores table holds.
 
-    Each reason is {"code": ..., "params": {name: value as text}, "text": ...}.
+    Each reason is {"code": ..., "params": {name: value as text}, "text": ...},
+    strongest first, as `explain` returns them. The rules run over whole arrays,
+    and the JSON of each distinct reason is cached.
     """
-    reasons = explain(inputs, row)
-    if not reasons:
-        return "[]"
-    # Writing the JSON by hand skips a dict per reason and a json.dumps call per
-    # customer. encode_basestring_ascii is json's own string encoder, so each
-    # string is written as json.dumps would write it.
+    hits = find_reasons(inputs)
+    ranked = rank_reasons(hits, max_reasons)  # (B, K), -1 pads
+    num_customers = ranked.shape[0]
+    column = np.full(num_customers, "", dtype=object)
+    for slot in range(ranked.shape[1]):
+        rule = ranked[:, slot]  # (B,)
+        if not (rule >= 0).any():
+            break
+        items = np.full(num_customers, "", dtype=object)
+        for index, hit in enumerate(hits):
+            rows = np.flatnonzero(rule == index)
+            items[rows] = _reason_items(hit, rows)
+        separator = ", " if slot else ""
+        column = np.where(rule >= 0, column + separator + items, column)
+    return ["[" + text + "]" for text in column.tolist()]
+
+
+def _reason_items(hit: RuleHits, rows: np.ndarray) -> list[str]:
+    """Return the JSON object of `hit`'s reason for each of `rows`."""
+    names = tuple(hit.params)
+    columns = [hit.params[name][rows].tolist() for name in names]
+    keys = zip(*columns, strict=True) if names else [()] * rows.shape[0]
+    return [_reason_item(hit.code, names, key) for key in keys]
+
+
+# Reasons repeat across customers and pages (the same idle days and usual gap,
+# say), so each distinct one is written once while it stays in the cache.
+@functools.lru_cache(maxsize=65_536)
+def _reason_item(
+    code: str, names: tuple[str, ...], values: tuple[int | float, ...]
+) -> str:
+    # Writing the JSON by hand skips a dict per reason and a json.dumps call.
+    # encode_basestring_ascii is json's own string encoder, so each string is
+    # written as json.dumps would write it.
     encode = encode_basestring_ascii
-    items = []
-    for reason in reasons:
-        params = ", ".join(
-            f"{encode(key)}: {encode(str(value))}"
-            for key, value in reason.params.items()
-        )
-        items.append(
-            f'{{"code": {encode(reason.code)}, "params": {{{params}}}, '
-            f'"text": {encode(reason.text)}}}'
-        )
-    return f"[{', '.join(items)}]"
-
-
-def _as_lists(inputs: ReasonInputs) -> ReasonInputs:
-    """Return the inputs with Python lists in place of numpy arrays.
-
-    `explain` reads one value at a time, which a list returns faster than an
-    array. The values are the same ints and doubles, so the reasons are the
-    same.
-    """
-    columns = {
-        field.name: getattr(inputs, field.name).tolist()
-        for field in dataclasses.fields(inputs)
-    }
-    return ReasonInputs(**columns)
+    params = dict(zip(names, values, strict=True))
+    fields = ", ".join(
+        f"{encode(name)}: {encode(str(value))}" for name, value in params.items()
+    )
+    text = encode(reason_text(code, params))
+    return f'{{"code": {encode(code)}, "params": {{{fields}}}, "text": {text}}}'
 
 
 def score_lines(run_id: int, version: str, batch: ScoreBatch) -> bytes:
     """Return one COPY text line per customer of the batch."""
-    inputs = _as_lists(batch.reason_inputs)
     prefix = f"{run_id}\t"
     middle = f"\t{copy_text(version)}\t"
     lines = []
-    for row, (customer_id, probability, days) in enumerate(
-        zip(
-            batch.customer_ids.tolist(),
-            batch.churn_probability.tolist(),
-            batch.expected_days_to_next_event.tolist(),
-            strict=True,
-        )
+    for customer_id, probability, days, reasons in zip(
+        batch.customer_ids.tolist(),
+        batch.churn_probability.tolist(),
+        batch.expected_days_to_next_event.tolist(),
+        reasons_json_column(batch.reason_inputs),
+        strict=True,
     ):
-        reasons = reasons_json(inputs, row)
         if "\\" in reasons:
             reasons = copy_text(reasons)
         lines.append(

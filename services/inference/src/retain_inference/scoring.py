@@ -1,4 +1,4 @@
-"""Batch scoring: churn probability, expected days to the next event and reason inputs.
+"""Batch scoring: churn probability, expected days and events, and reason inputs.
 
 `score` and `score_table` read only events strictly before `as_of`, build
 features in chunks of `batch_size` customers so that memory stays bounded, and
@@ -35,6 +35,8 @@ class ScoreBatch:
     churn_probability: np.ndarray  # float64 (B,)
     # Mean of the predicted Weibull gap from as_of to the next event.
     expected_days_to_next_event: np.ndarray  # float64 (B,)
+    # Forecast number of events in [as_of, as_of + horizon_days).
+    expected_events: np.ndarray  # float64 (B,)
     reason_inputs: ReasonInputs
 
 
@@ -125,6 +127,7 @@ def predict(
     num_customers = page.customer_ids.shape[0]
     probability = np.zeros(num_customers)
     expected_days = np.zeros(num_customers)
+    expected_events = np.zeros(num_customers)
     start = 0
     with times.measure("forward"):
         for inputs in page.batches:
@@ -132,6 +135,7 @@ def predict(
             prediction = predictor.predict(inputs)
             probability[start:stop] = as_numpy(prediction.churn_probability)
             expected_days[start:stop] = as_numpy(prediction.expected_days)
+            expected_events[start:stop] = as_numpy(prediction.expected_events)
             start = stop
     logger.debug("Scored %d customers.", num_customers)
     return ScoreBatch(
@@ -140,5 +144,6 @@ def predict(
         customer_ids=page.customer_ids,
         churn_probability=probability,
         expected_days_to_next_event=expected_days,
+        expected_events=expected_events,
         reason_inputs=page.reason_inputs,
     )

@@ -72,10 +72,17 @@ async def start(
     clock = clock or Clock(service.clock_offset_seconds)
     engine = db.async_engine(service.database_url)
     store = Store(engine)
-    await store.fail_interrupted_jobs(clock.now())
+    failed = await store.fail_interrupted_jobs(clock.now(), settings.replica_id)
+    if failed:
+        log.warning(
+            "Marked %d jobs of replica %s as failed: its earlier process stopped "
+            "while they ran",
+            failed,
+            settings.replica_id,
+        )
     channel = aio_channel(service.targets["events"], service.certs)
     events = EventsClient(events_pb2_grpc.EventsServiceStub(channel))
-    jobs = JobRunner(store, clock)
+    jobs = JobRunner(store, clock, settings.replica_id)
     registry = Registry(store, events, clock, settings.torch_threads)
     runs = ScoringRuns(
         store,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ class InferenceSettings:
     scoring_interval_seconds: float
     # Scoring runs, over equal customer-id ranges, that make one scheduled run.
     scoring_shards: int
+    # This replica's id on the jobs it runs. A restarted process fails only the
+    # unfinished jobs of its own id, so each replica needs an id that is unique
+    # and the same across its restarts.
+    replica_id: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -32,6 +37,7 @@ class InferenceSettings:
             score_batch_size=env.int("RETAIN_SCORE_BATCH_SIZE", 2048),
             scoring_interval_seconds=env.float("RETAIN_SCORING_INTERVAL_SECONDS", 0),
             scoring_shards=env.int("RETAIN_SCORING_SHARDS", 1),
+            replica_id=env.str("RETAIN_REPLICA_ID", socket.gethostname()),
         )
         settings.check()
         return settings
@@ -57,6 +63,10 @@ class InferenceSettings:
             raise SettingsError(
                 "RETAIN_SCORING_INTERVAL_SECONDS",
                 f'"{self.scoring_interval_seconds:g}" must be 0 (off) or more',
+            )
+        if not self.replica_id.strip():
+            raise SettingsError(
+                "RETAIN_REPLICA_ID", "is empty; unset it to use the host name"
             )
         if self.scoring_shards < 1:
             raise SettingsError(

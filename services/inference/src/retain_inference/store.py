@@ -48,8 +48,10 @@ class Store:
 
     # Jobs
 
-    async def create_job(self, kind: str, now: dt.datetime) -> dict[str, Any]:
-        row = new_job(kind, now)
+    async def create_job(
+        self, kind: str, now: dt.datetime, owner: str | None = None
+    ) -> dict[str, Any]:
+        row = {**new_job(kind, now), "owner": owner}
         async with self.engine.begin() as conn:
             await conn.execute(jobs.insert().values(row))
         return row
@@ -62,14 +64,16 @@ class Store:
                 .values(update_time=now, **values)
             )
 
-    async def fail_interrupted_jobs(self, now: dt.datetime) -> None:
-        """Mark jobs left queued or running by a previous process as failed.
+    async def fail_interrupted_jobs(self, now: dt.datetime, owner: str) -> int:
+        """Mark jobs that an earlier process of this replica left as failed.
 
-        Queued scheduled runs stay queued, because any replica may claim them.
+        Only jobs owned by `owner`, or by no replica, count, because other
+        replicas may be running theirs. Queued scheduled runs stay queued,
+        because any replica may claim them. Returns the number of jobs failed.
         """
-        # TODO: with several replicas, a restarting one also fails the jobs
-        # that the others are running; give each job an owner whose liveness
-        # a replica can check before scheduled runs span replicas in production.
+        # NOTE: a replica that never comes back under the same id leaves its
+        # jobs running in the table. A lease that the owner renews would let
+        # any replica fail them.
         interrupted = sa.or_(
             jobs.c.state == job_pb2.JOB_STATE_RUNNING,
             sa.and_(
@@ -77,16 +81,18 @@ class Store:
                 jobs.c.kind != SCHEDULED_SCORING_RUN,
             ),
         )
+        owned = sa.or_(jobs.c.owner == owner, jobs.c.owner.is_(None))
         async with self.engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 jobs.update()
-                .where(interrupted)
+                .where(interrupted, owned)
                 .values(
                     state=job_pb2.JOB_STATE_FAILED,
                     update_time=now,
                     message="interrupted because the service restarted; start it again",
                 )
             )
+        return int(result.rowcount)
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         async with self.engine.connect() as conn:
@@ -231,6 +237,28 @@ class Store:
                 "no scoring run has finished yet; start one with StartScoringRun"
             )
         return int(run_id)
+
+    async def previous_scored_count(
+        self, run_id: int, min_customer_id: int, max_customer_id: int
+    ) -> int:
+        """Return the count of the latest finished run before run_id, or 0 if none.
+
+        Only runs over the same customer-id range count.
+        """
+        query = (
+            sa.select(scoring_runs.c.scored_count)
+            .where(
+                scoring_runs.c.finished,
+                scoring_runs.c.scoring_run_id < run_id,
+                scoring_runs.c.min_customer_id == min_customer_id,
+                scoring_runs.c.max_customer_id == max_customer_id,
+            )
+            .order_by(scoring_runs.c.scoring_run_id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(query)
+        return int(count or 0)
 
     async def list_runs(self, before: int | None, limit: int) -> list[dict[str, Any]]:
         query = (

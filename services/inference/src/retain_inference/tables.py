@@ -23,6 +23,8 @@ jobs = sa.Table(
     sa.Column("result_id", sa.Text),
     sa.Column("create_time", sa.DateTime(timezone=True)),
     sa.Column("update_time", sa.DateTime(timezone=True)),
+    # The replica id (RETAIN_REPLICA_ID) of the process that runs the job.
+    sa.Column("owner", sa.Text),
 )
 model_versions = sa.Table(
     "model_versions",

@@ -3,7 +3,8 @@
 `train_model` builds features from the events before `cutoff` and labels from the
 events in [cutoff, label_end). A customer churned when no event falls in that
 window. The time-to-event head learns the gap from `cutoff` to the next event,
-censored at `label_end`. A seeded random slice of the customers is held out to stop
+censored at `label_end`, and the count head learns the number of events in the
+window. A seeded random slice of the customers is held out to stop
 training early and to fit the Platt calibration.
 """
 
@@ -29,7 +30,12 @@ from retain_inference.features import (
     unix_seconds,
 )
 from retain_inference.metrics import roc_auc
-from retain_inference.model import ChurnModel, ModelConfig, weibull_log_likelihood
+from retain_inference.model import (
+    ChurnModel,
+    ModelConfig,
+    count_log_likelihood,
+    weibull_log_likelihood,
+)
 from retain_inference.predictor import ChurnPredictor, ModelInputs, PlattCalibration
 from retain_inference.sequences import CustomerSequence
 
@@ -47,6 +53,7 @@ class TrainingConfig:
     patience: int = 3  # epochs without a better validation log loss before stopping
     validation_fraction: float = 0.15
     time_to_event_weight: float = 0.1  # weight of the Weibull loss beside churn BCE
+    count_weight: float = 0.1  # weight of the negative binomial count loss
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.validation_fraction <= 0.5:
@@ -96,6 +103,7 @@ class Targets:
     churned: torch.Tensor  # float32 (N,), 1 when no event in [cutoff, label_end)
     days_to_next: torch.Tensor  # float32 (N,), days from cutoff to the next event
     observed: torch.Tensor  # bool (N,), False when censored at label_end
+    window_events: torch.Tensor  # float32 (N,), events in [cutoff, label_end)
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,6 +220,7 @@ def build_targets(table: EventTable, cutoff_s: float, label_end_s: float) -> Tar
             ((next_s - cutoff_s) / SECONDS_PER_DAY).astype(np.float32)
         ),
         observed=torch.from_numpy(observed),
+        window_events=torch.from_numpy(window.counts.astype(np.float32)),
     )
 
 
@@ -300,7 +309,14 @@ def _train_epoch(
         time_loss = -weibull_log_likelihood(
             output, targets.days_to_next[batch], targets.observed[batch]
         ).mean()
-        loss = churn_loss + training.time_to_event_weight * time_loss
+        count_loss = -count_log_likelihood(
+            output, targets.window_events[batch], model.config.horizon_days
+        ).mean()
+        loss = (
+            churn_loss
+            + training.time_to_event_weight * time_loss
+            + training.count_weight * count_loss
+        )
 
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)

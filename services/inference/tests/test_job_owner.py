@@ -1,0 +1,82 @@
+"""A restarting replica fails only its own unfinished jobs, not other replicas'."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import sqlalchemy as sa
+from retain.type.v1 import job_pb2
+from retain_inference import server
+from retain_inference.jobs import JobRunner
+from retain_inference.store import Store
+from retain_inference.tables import SCHEDULED_SCORING_RUN, SCORING_RUN, jobs
+from retain_runtime import db
+from retain_runtime.clock import Clock
+
+NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+RUNNING = job_pb2.JOB_STATE_RUNNING
+QUEUED = job_pb2.JOB_STATE_QUEUED
+FAILED = job_pb2.JOB_STATE_FAILED
+
+
+async def add_job(store: Store, kind: str, owner: str | None, state: int) -> str:
+    job = await store.create_job(kind, NOW, owner)
+    await store.update_job(job["job_id"], NOW, state=state)
+    return str(job["job_id"])
+
+
+async def test_restart_fails_only_own_jobs(database_url) -> None:
+    server.prepare_database(database_url)
+    engine = db.async_engine(database_url)
+    store = Store(engine)
+    try:
+        own = await add_job(store, SCORING_RUN, "replica-a", RUNNING)
+        own_queued = await add_job(store, SCORING_RUN, "replica-a", QUEUED)
+        unowned = await add_job(store, SCORING_RUN, None, RUNNING)
+        other = await add_job(store, SCORING_RUN, "replica-b", RUNNING)
+        other_queued = await add_job(store, SCORING_RUN, "replica-b", QUEUED)
+        scheduled = await add_job(store, SCHEDULED_SCORING_RUN, None, QUEUED)
+
+        failed = await store.fail_interrupted_jobs(NOW, "replica-a")
+
+        async with engine.connect() as conn:
+            rows = await conn.execute(sa.select(jobs.c.job_id, jobs.c.state))
+            states = {job_id: state for job_id, state in rows.all()}
+    finally:
+        await engine.dispose()
+
+    assert failed == 3
+    assert states[own] == FAILED
+    assert states[own_queued] == FAILED
+    assert states[unowned] == FAILED
+    assert states[other] == RUNNING
+    assert states[other_queued] == QUEUED
+    assert states[scheduled] == QUEUED
+
+
+async def test_runner_records_its_replica_on_jobs(database_url) -> None:
+    server.prepare_database(database_url)
+    engine = db.async_engine(database_url)
+    runner = JobRunner(Store(engine), Clock(), "replica-a")
+
+    async def work(progress) -> str:
+        return "done"
+
+    try:
+        job = await runner.start(SCORING_RUN, work)
+        await asyncio.gather(*runner.tasks)
+        async with engine.connect() as conn:
+            owner, state = (
+                await conn.execute(
+                    sa.select(jobs.c.owner, jobs.c.state).where(
+                        jobs.c.job_id == job["job_id"]
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+
+    assert job["owner"] == "replica-a"
+    assert owner == "replica-a"
+    assert state == job_pb2.JOB_STATE_SUCCEEDED
