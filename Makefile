@@ -15,7 +15,7 @@ PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/api/src
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto lint demo up test frontend chromium screenshots bench-quality clean
+.PHONY: help install proto lint demo up test frontend dashboard chromium screenshots bench-quality clean
 
 help:
 	@echo "make demo   run the whole retention loop on the CDNOW data and print a summary"
@@ -58,10 +58,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-demo: install
+demo: install dashboard
 	$(BIN)/retain demo --fresh --summary-json .retain/demo-summary.json
 
-up: install
+up: install dashboard
 	$(BIN)/retain up
 
 frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
@@ -71,6 +71,13 @@ frontend/node_modules/.installed: frontend/package.json frontend/package-lock.js
 # Generates the TypeScript client, type-checks, lints, tests and builds the dashboard.
 frontend: proto frontend/node_modules/.installed
 	cd frontend && npm run ci
+
+# Builds the dashboard without its checks, for `make demo` and `make up`.
+DASHBOARD_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts -type f -not -path 'frontend/src/gen/*' 2>/dev/null)
+frontend/dist/index.html: $(GEN)/retain/.generated frontend/node_modules/.installed $(DASHBOARD_SOURCES)
+	cd frontend && npm run generate && npm run build
+
+dashboard: frontend/dist/index.html
 
 # The browser tests drive Debian's chromium; RETAIN_CHROMIUM may name another binary.
 chromium:

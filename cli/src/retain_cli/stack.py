@@ -64,8 +64,8 @@ class StackOptions:
     envoy_port: int = 8080
     envoy_admin_port: int = 9901
     emulator_port: int = 8090
-    postgres_port: int = 55432
-    redis_port: int = 56379
+    postgres_port: int = 15432
+    redis_port: int = 16379
     clock_offset_seconds: float = 0.0
     log_format: str = "text"
     emulator_balance_kes: str = "100000"

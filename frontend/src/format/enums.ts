@@ -1,5 +1,8 @@
 import type { DescEnum } from "@bufbuild/protobuf";
 
+// Words of enum names that read as acronyms.
+const ACRONYMS: Record<string, string> = { sms: "SMS", ussd: "USSD" };
+
 /**
  * Returns an enum value's name without the enum's prefix, in sentence case:
  * CAMPAIGN_STATUS_AWAITING_APPROVAL becomes "Awaiting approval".
@@ -9,7 +12,11 @@ export function enumLabel(schema: DescEnum, value: number): string {
   if (described === undefined) {
     return `Unknown (${value})`;
   }
-  const words = described.localName.toLowerCase().replace(/_/g, " ");
+  const words = described.localName
+    .toLowerCase()
+    .split("_")
+    .map((word) => ACRONYMS[word] ?? word)
+    .join(" ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 

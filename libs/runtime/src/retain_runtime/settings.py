@@ -14,8 +14,10 @@ from pathlib import Path
 from retain_runtime.certs import CertPaths
 from retain_runtime.errors import SettingsError
 
-# Default ports of `retain up`; tests pass their own.
-DEFAULT_PORTS = {"user": 50051, "events": 50052, "inference": 50053, "comms": 50054}
+# Default ports of `retain up`; tests pass their own. They lie below 32768, the
+# start of Linux's default range for outgoing connections' local ports, so a
+# client connection cannot hold one when the stack starts.
+DEFAULT_PORTS = {"user": 15051, "events": 15052, "inference": 15053, "comms": 15054}
 
 
 class Env:
