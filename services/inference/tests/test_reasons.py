@@ -1,6 +1,7 @@
 """Tests that reasons state true facts about each customer's own purchases."""
 
 import itertools
+import json
 import math
 import statistics
 from datetime import timedelta
@@ -8,7 +9,14 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from retain_inference.features import to_event_table
-from retain_inference.reasons import Reason, compute_reason_inputs, explain
+from retain_inference.reasons import (
+    Reason,
+    compute_reason_inputs,
+    explain,
+    find_reasons,
+    rank_reasons,
+)
+from retain_inference.score_copy import reasons_json_column
 from retain_inference.sequences import CustomerSequence
 
 DAY_S = 86_400
@@ -109,16 +117,75 @@ def test_customer_without_purchases_gets_no_purchases(label_end):
     assert reasons_of(no_events, label_end) == expected
 
 
-def test_steady_customer_gets_no_reasons(label_end):
+def test_steady_customer_gets_last_purchase(label_end):
     sequence = customer(label_end, list(range(88, 0, -3)))
 
-    assert reasons_of(sequence, label_end) == []
+    assert reasons_of(sequence, label_end) == [
+        Reason(
+            "LAST_PURCHASE",
+            {"count": 30, "days": 1, "first_to_last_days": 87},
+            "30 purchases so far, the last 1 day ago",
+        )
+    ]
+
+
+def test_last_purchase_within_a_day(label_end):
+    sequence = customer(label_end, [6.5, 3.5, 0.5])
+
+    assert [r.text for r in reasons_of(sequence, label_end)] == [
+        "3 purchases so far, the last in the past day"
+    ]
+
+
+def test_two_purchases_state_their_gap(label_end):
+    # Two purchases on back-to-back days, the last 271 days and 6 hours ago.
+    sequence = customer(label_end, [272.25, 271.25])
+
+    assert reasons_of(sequence, label_end) == [
+        Reason(
+            "LAST_PURCHASE",
+            {"count": 2, "days": 271, "first_to_last_days": 1},
+            "2 purchases so far, 1 day apart; the last 271 days ago",
+        )
+    ]
+
+
+def test_two_purchases_on_one_day(label_end):
+    sequence = customer(label_end, [40.75, 40.25])
+
+    assert [r.text for r in reasons_of(sequence, label_end)] == [
+        "2 purchases so far, less than a day apart; the last 40 days ago"
+    ]
+
+
+def test_three_purchases_get_usual_gap(label_end):
+    sequence = customer(label_end, [273.25, 272.25, 271.25])
+
+    assert reasons_of(sequence, label_end)[0] == Reason(
+        "NO_ACTIVITY_SINCE",
+        {"days": 271, "usual_gap_days": 1},
+        "no purchases in 271 days; usually one every 1 day",
+    )
 
 
 def test_reasons_ignore_later_purchases(label_end):
     sequence = customer(label_end, [120.5, -1, -2])
 
     assert [r.code for r in reasons_of(sequence, label_end)] == ["SINGLE_PURCHASE"]
+
+
+def purchases_before(sequence: CustomerSequence, as_of) -> list[tuple[float, float]]:
+    """Return (days before `as_of`, KES) of each purchase before `as_of`."""
+    is_purchase = (sequence.event_types == 1) & (
+        sequence.occurred_s < as_of.timestamp()
+    )
+    return [
+        ((as_of.timestamp() - t) / DAY_S, a / 1e6)
+        for t, a in zip(
+            sequence.occurred_s[is_purchase].tolist(),
+            sequence.amounts_micros[is_purchase].tolist(),
+        )
+    ]
 
 
 def check_reason_against_history(reason: Reason, purchases: list[tuple[float, float]]):
@@ -131,6 +198,7 @@ def check_reason_against_history(reason: Reason, purchases: list[tuple[float, fl
         assert len(ages) == 1
         assert params["days"] == math.floor(ages[0])
     elif reason.code == "NO_ACTIVITY_SINCE":
+        assert len(ages) >= 3
         median_gap = statistics.median(b - a for a, b in itertools.pairwise(ages))
         assert params["days"] == math.floor(ages[0])
         assert ages[0] >= 2 * median_gap
@@ -148,8 +216,15 @@ def check_reason_against_history(reason: Reason, purchases: list[tuple[float, fl
         assert params["count"] == recent_count
         assert params["usual_count"] == round(earlier_rate, 1)
         assert recent_count <= earlier_rate / 2
+    elif reason.code == "LAST_PURCHASE":
+        assert len(ages) >= 2
+        assert params["count"] == len(ages)
+        assert params["days"] == math.floor(ages[0])
+        assert params["first_to_last_days"] == math.floor(ages[-1] - ages[0])
     else:
         pytest.fail(f"unexpected reason code {reason.code}")
+    if len(ages) < 3:
+        assert "usually" not in reason.text
 
 
 def test_reasons_are_true_of_random_customers(synthetic_customers, cutoff):
@@ -159,16 +234,7 @@ def test_reasons_are_true_of_random_customers(synthetic_customers, cutoff):
     codes = set()
 
     for row, sequence in enumerate(sequences):
-        is_purchase = (sequence.event_types == 1) & (
-            sequence.occurred_s < as_of.timestamp()
-        )
-        purchases = [
-            ((as_of.timestamp() - t) / DAY_S, a / 1e6)
-            for t, a in zip(
-                sequence.occurred_s[is_purchase].tolist(),
-                sequence.amounts_micros[is_purchase].tolist(),
-            )
-        ]
+        purchases = purchases_before(sequence, as_of)
         for reason in explain(inputs, row):
             check_reason_against_history(reason, purchases)
             codes.add(reason.code)
@@ -180,4 +246,37 @@ def test_reasons_are_true_of_random_customers(synthetic_customers, cutoff):
         "NO_ACTIVITY_SINCE",
         "SPEND_DOWN",
         "FEW_PURCHASES",
+        "LAST_PURCHASE",
     }
+
+
+def test_every_customer_gets_a_reason(synthetic_customers, cutoff):
+    as_of = cutoff + timedelta(days=20)
+    sequences = synthetic_customers(1000, seed=11, end=as_of + timedelta(days=30))
+    inputs = compute_reason_inputs(to_event_table(sequences), as_of)
+
+    top_rules = rank_reasons(find_reasons(inputs))[:, 0]
+    stored = [json.loads(column) for column in reasons_json_column(inputs)]
+
+    assert (top_rules >= 0).all()
+    assert all(len(reasons) >= 1 for reasons in stored)
+    for row in range(len(sequences)):
+        assert len(explain(inputs, row)) >= 1
+
+
+def test_two_purchase_customers_never_get_usual_gap(synthetic_customers, cutoff):
+    as_of = cutoff + timedelta(days=20)
+    sequences = synthetic_customers(3000, seed=13, end=as_of + timedelta(days=30))
+    inputs = compute_reason_inputs(to_event_table(sequences), as_of)
+    two_purchase_rows = np.flatnonzero(inputs.purchase_count == 2)
+    stored = reasons_json_column(inputs)
+
+    assert two_purchase_rows.shape[0] >= 20
+    for row in two_purchase_rows.tolist():
+        purchases = purchases_before(sequences[row], as_of)
+        assert len(purchases) == 2
+        for reason in explain(inputs, row):
+            assert reason.code != "NO_ACTIVITY_SINCE"
+            assert "usually" not in reason.text
+            check_reason_against_history(reason, purchases)
+        assert "usually" not in stored[row]

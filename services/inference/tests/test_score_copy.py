@@ -70,7 +70,7 @@ def test_reasons_column_matches_explain(synthetic_customers, cutoff) -> None:
         ]
         assert json.loads(text) == expected, f"customer row {row}"
         codes.update(reason["code"] for reason in expected)
-    assert len(codes) == 5
+    assert len(codes) == 6  # every reason code, LAST_PURCHASE included
 
 
 def test_reasons_column_of_no_customers_is_empty(cutoff) -> None:

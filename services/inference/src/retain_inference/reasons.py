@@ -1,9 +1,11 @@
 """Plain-language reasons behind a churn score, from the customer's own history.
 
-Each reason contrasts a customer's recent purchases with their earlier ones and
-states only facts computed from purchases (events of type `PURCHASE_EVENT_TYPE`)
-strictly before `as_of`. The reasons describe the history the model read. They do
-not attribute the score to inputs.
+Most reasons contrast a customer's recent purchases with their earlier ones. A
+customer with purchases whom no contrast fits gets LAST_PURCHASE, which states the
+purchase count and the days since the last purchase, so every customer gets at
+least one reason. All reasons state only facts computed from purchases (events of
+type `PURCHASE_EVENT_TYPE`) strictly before `as_of`. The reasons describe the
+history the model read. They do not attribute the score to inputs.
 """
 
 import dataclasses
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 SPEND_WINDOW_DAYS = 30  # SPEND_DOWN compares the last 30 days with the 30 before
 PURCHASE_WINDOW_DAYS = 90  # FEW_PURCHASES compares the last 90 days with the past
 MIN_IDLE_DAYS = 7  # NO_ACTIVITY_SINCE needs at least this many days without purchase
+# ... and this many purchases, because one gap between two purchases is no habit
+MIN_PURCHASES_FOR_USUAL_GAP = 3
 IDLE_GAP_RATIO = 2.0  # ... and at least this many median gaps
 SPEND_DROP_FRACTION = 0.3  # SPEND_DOWN needs spend down by at least 30%
 FEW_PURCHASES_RATIO = 0.5  # FEW_PURCHASES needs at most half the earlier rate
@@ -166,8 +170,15 @@ class RuleHits:
 
 
 def find_reasons(inputs: ReasonInputs) -> list[RuleHits]:
-    """Evaluate every reason rule for every customer, in rule order."""
-    return [rule(inputs) for rule in _RULES]
+    """Evaluate every reason rule for every customer, in rule order.
+
+    The last hits are the LAST_PURCHASE fallback, which fires for each customer
+    with purchases where no other rule fired.
+    """
+    hits = [rule(inputs) for rule in _RULES]
+    any_fired = np.logical_or.reduce([hit.fired for hit in hits])  # (B,)
+    hits.append(_last_purchase(inputs, ~any_fired))
+    return hits
 
 
 def rank_reasons(hits: list[RuleHits], max_reasons: int = 3) -> np.ndarray:
@@ -189,7 +200,8 @@ def rank_reasons(hits: list[RuleHits], max_reasons: int = 3) -> np.ndarray:
 def explain(inputs: ReasonInputs, row: int, max_reasons: int = 3) -> list[Reason]:
     """Return up to `max_reasons` reasons for customer `row`, strongest first.
 
-    A customer whose recent purchases match their past gets an empty list.
+    Every customer gets at least one reason, because NO_PURCHASES, SINGLE_PURCHASE
+    or the LAST_PURCHASE fallback covers anyone no other rule fits.
     """
     one_row = ReasonInputs(
         **{
@@ -240,9 +252,9 @@ def _single_purchase(inputs: ReasonInputs) -> RuleHits:
 def _no_activity_since(inputs: ReasonInputs) -> RuleHits:
     idle_days = inputs.days_since_last_purchase
     median_gap = inputs.median_gap_days
-    # Two or more purchases, so neither value is nan where the rule fires.
+    # Three or more purchases, so neither value is nan where the rule fires.
     fired = (
-        (inputs.purchase_count >= 2)
+        (inputs.purchase_count >= MIN_PURCHASES_FOR_USUAL_GAP)
         & (idle_days >= MIN_IDLE_DAYS)
         & (idle_days >= IDLE_GAP_RATIO * median_gap)
     )
@@ -295,6 +307,20 @@ def _few_purchases(inputs: ReasonInputs) -> RuleHits:
     )
 
 
+def _last_purchase(inputs: ReasonInputs, no_other_reason: np.ndarray) -> RuleHits:
+    fired = no_other_reason & (inputs.purchase_count >= 1)
+    span_days = inputs.days_since_first_purchase - inputs.days_since_last_purchase
+    return _hits(
+        "LAST_PURCHASE",
+        fired,
+        np.zeros(fired.shape[0]),  # the only reason wherever it fires
+        count=inputs.purchase_count.astype(np.int64),
+        days=_floor_days(inputs.days_since_last_purchase),
+        first_to_last_days=_floor_days(span_days),
+    )
+
+
+# LAST_PURCHASE is not in this tuple because it depends on the other rules' hits.
 _RULES: tuple[Callable[[ReasonInputs], RuleHits], ...] = (
     _no_purchases,
     _single_purchase,
@@ -305,9 +331,16 @@ _RULES: tuple[Callable[[ReasonInputs], RuleHits], ...] = (
 
 
 def _single_purchase_text(params: dict[str, int | float]) -> str:
-    days = int(params["days"])
-    age = "less than a day" if days == 0 else _days(days)
-    return f"only one purchase so far, {age} ago"
+    return f"only one purchase so far, {_age(int(params['days']))} ago"
+
+
+def _last_purchase_text(params: dict[str, int | float]) -> str:
+    count, days = int(params["count"]), int(params["days"])
+    last = "the last in the past day" if days == 0 else f"the last {_days(days)} ago"
+    if count == 2:
+        apart = _age(int(params["first_to_last_days"]))
+        return f"2 purchases so far, {apart} apart; {last}"
+    return f"{count} purchases so far, {last}"
 
 
 def _no_activity_text(params: dict[str, int | float]) -> str:
@@ -337,6 +370,7 @@ _TEXTS: dict[str, Callable[[dict[str, int | float]], str]] = {
     "NO_ACTIVITY_SINCE": _no_activity_text,
     "SPEND_DOWN": _spend_down_text,
     "FEW_PURCHASES": _few_purchases_text,
+    "LAST_PURCHASE": _last_purchase_text,
 }
 
 
@@ -346,3 +380,8 @@ def _count(number: int, noun: str) -> str:
 
 def _days(number: int) -> str:
     return _count(number, "day")
+
+
+def _age(days: int) -> str:
+    """Return a whole number of days as words, with 0 as "less than a day"."""
+    return "less than a day" if days == 0 else _days(days)
