@@ -22,12 +22,13 @@ from gateway_harness import (
     access_log_entry,
     bearer,
     create_api_key,
+    mint_token,
     sign_in,
 )
 from retain.comms.v1 import comms_pb2
 from retain.events.v1 import events_pb2
 from retain.user.v1 import user_pb2_grpc
-from retain_cli.envoy_config import EnvoyOptions, build_config
+from retain_cli.envoy_config import LOCAL_REPLY_HINTS, EnvoyOptions, build_config
 from retain_runtime.certs import CertPaths
 from retain_runtime.credentials import MAX_MESSAGE_BYTES
 from retain_runtime.server import SERVER_OPTIONS
@@ -231,6 +232,7 @@ async def test_body_takes_int64_as_number_or_string(
 async def test_unknown_body_field_ignored(
     client: httpx.AsyncClient, gateway: Gateway, admin: dict[str, str]
 ) -> None:
+    # Envoy 1.40's transcoder has no option to reject it; README.md says so.
     comms = gateway.doubles["comms"]
     before = comms.count("CreateCampaign")
 
@@ -288,6 +290,39 @@ async def test_api_key_on_admin_rpc_gets_json_403(
     assert reply.status_code == 403, reply.text
     assert reply.json()["code"] == PERMISSION_DENIED
     assert reply.json()["httpStatus"] == 403
+
+
+async def test_401_messages_say_how_to_authenticate(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    expired = await mint_token(gateway.service, expires_in=-300)
+
+    missing = await client.get("/v1/campaigns")
+    stale = await client.get("/v1/campaigns", headers=bearer(expired))
+
+    assert missing.status_code == 401, missing.text
+    assert stale.status_code == 401, stale.text
+    assert missing.json()["code"] == UNAUTHENTICATED
+    assert stale.json()["code"] == UNAUTHENTICATED
+    assert missing.json()["message"].endswith(LOCAL_REPLY_HINTS[401])
+    assert stale.json()["message"] == (
+        "Jwt is expired; send a valid access token (Authorization: Bearer, "
+        "from POST /v1/auth:signIn or /v1/auth:refresh) or an API key (x-api-key)"
+    )
+
+
+async def test_403_message_says_role_may_not_call(
+    client: httpx.AsyncClient, operator: user_pb2_grpc.UserServiceStub
+) -> None:
+    key = await create_api_key(operator)
+
+    reply = await client.get("/v1/campaigns", headers={"x-api-key": key.secret})
+
+    assert reply.status_code == 403, reply.text
+    assert reply.json()["code"] == PERMISSION_DENIED
+    assert reply.json()["message"] == (
+        "RBAC: access denied; your role may not call this method"
+    )
 
 
 async def test_service_error_is_google_rpc_status(
@@ -353,6 +388,9 @@ async def test_message_over_limit_gets_413_without_call(
 
     assert reply.status_code == 413, reply.text
     assert reply.json()["code"] == RESOURCE_EXHAUSTED
+    assert reply.json()["message"] == (
+        "Payload Too Large; the limit is 16 MiB per request message"
+    )
     assert comms.count("CreateCampaign") == before
 
 

@@ -138,15 +138,15 @@ def _jwt_authn(identity_headers: tuple[str, str]) -> dict[str, Any]:
 
 
 def _remote_jwks() -> dict[str, Any]:
+    # Each worker thread fetches the JWKS when a request first carries a
+    # token, and again once its cache expires. A failed fetch gives that
+    # request a 401, and the next request with a token fetches again.
+    # async_fetch is left out because Envoy 1.40 runs it on the main thread,
+    # which cannot connect to an internal listener. Every such fetch fails
+    # with a connect error, and Envoy logs a warning at each retry.
     return {
         "http_uri": {"uri": JWKS_URI, "cluster": JWKS_CLUSTER, "timeout": "2s"},
         "cache_duration": f"{JWKS_CACHE_SECONDS}s",
-        # Fetch at startup and before the cache expires, not on a request.
-        # The listener opens once the first fetch succeeds or fails, so an
-        # unreachable user service delays it by the timeout above at most.
-        # A failed fetch is repeated after failed_refetch_duration, and
-        # tokens get 401 until one succeeds.
-        "async_fetch": {"failed_refetch_duration": "1s"},
     }
 
 

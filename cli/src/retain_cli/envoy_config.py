@@ -92,6 +92,22 @@ LOCAL_REPLY_CODES = {
 }
 UNKNOWN_CODE = 2
 
+# Hints on what to do next, by HTTP status, appended to the message of
+# Envoy's own JSON error replies. A 401 comes from jwt_authn ("Jwt is
+# expired") or ext_authz, a 403 from rbac ("RBAC: access denied") and a 413
+# from the buffer or transcoder filter ("Payload Too Large"). A hint must not
+# contain "%", which would start a format command.
+# NOTE: jwt_authn also replies 403 to a token for another audience, which
+# Retain's sign-in never issues, and gets the role hint all the same.
+LOCAL_REPLY_HINTS = {
+    401: (
+        "; send a valid access token (Authorization: Bearer, from "
+        "POST /v1/auth:signIn or /v1/auth:refresh) or an API key (x-api-key)"
+    ),
+    403: "; your role may not call this method",
+    413: f"; the limit is {MAX_MESSAGE_BYTES // 2**20} MiB per request message",
+}
+
 # The largest transcoded request: a gRPC message of MAX_MESSAGE_BYTES, which
 # the services accept, behind its 5-byte gRPC frame header.
 MAX_TRANSCODED_REQUEST_BYTES = MAX_MESSAGE_BYTES + 5
@@ -323,7 +339,11 @@ def _local_reply_config() -> dict[str, Any]:
     # without content-type needs its own matcher.
     json_clients = {"or_filter": {"filters": [no_content_type, not_grpc, transcoded]}}
     mappers = [
-        _json_reply_mapper(_and_status(json_clients, "EQ", status), code)
+        _json_reply_mapper(
+            _and_status(json_clients, "EQ", status),
+            code,
+            LOCAL_REPLY_HINTS.get(status, ""),
+        )
         for status, code in LOCAL_REPLY_CODES.items()
     ]
     # Direct responses are local replies too, so a 200 such as the OpenAPI
@@ -349,14 +369,16 @@ def _and_status(json_clients: dict[str, Any], op: str, status: int) -> dict[str,
     return {"and_filter": {"filters": [json_clients, status_matches]}}
 
 
-def _json_reply_mapper(reply_filter: dict[str, Any], code: int) -> dict[str, Any]:
+def _json_reply_mapper(
+    reply_filter: dict[str, Any], code: int, hint: str = ""
+) -> dict[str, Any]:
     return {
         "filter": reply_filter,
         "body_format_override": {
             "json_format": {
                 "code": code,
                 "httpStatus": "%RESPONSE_CODE%",
-                "message": "%LOCAL_REPLY_BODY%",
+                "message": "%LOCAL_REPLY_BODY%" + hint,
             }
         },
     }
@@ -413,6 +435,8 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
         # parameter that maps to no request field gets a 400. Without these
         # options the transcoder passes both on untranscoded, so a misspelt
         # filter would not fail loudly.
+        # NOTE: an unknown field of a JSON body is dropped without an error.
+        # Envoy 1.40's RequestValidationOptions has no option to reject it.
         request_validation_options={
             "reject_unknown_method": True,
             "reject_unknown_query_parameters": True,
@@ -568,7 +592,7 @@ def _split_host_port(name: str, address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(
             f'upstream address "{address}" for {name} is invalid; expected host:port, '
-            'such as "127.0.0.1:50051"'
+            'such as "127.0.0.1:15051"'
         )
     return host, int(port)
 
