@@ -1,7 +1,12 @@
 import type { DescEnum } from "@bufbuild/protobuf";
 
 // Words of enum names that read as acronyms.
-const ACRONYMS: Record<string, string> = { sms: "SMS", ussd: "USSD" };
+const ACRONYMS: Record<string, string> = {
+  sms: "SMS",
+  ussd: "USSD",
+  gsm: "GSM",
+  ucs: "UCS",
+};
 
 /**
  * Returns an enum value's name without the enum's prefix, in sentence case:
