@@ -28,7 +28,8 @@ from gateway_harness import (
 from retain.comms.v1 import comms_pb2
 from retain.events.v1 import events_pb2
 from retain.user.v1 import user_pb2_grpc
-from retain_cli.envoy_config import LOCAL_REPLY_HINTS, EnvoyOptions, build_config
+from retain_cli.envoy_config import EnvoyOptions, build_config
+from retain_cli.envoy_replies import LOCAL_REPLY_HINTS
 from retain_runtime.certs import CertPaths
 from retain_runtime.credentials import MAX_MESSAGE_BYTES
 from retain_runtime.server import SERVER_OPTIONS
