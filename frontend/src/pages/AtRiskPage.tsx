@@ -5,7 +5,10 @@ import type { Api } from "../api/api";
 import { useApi } from "../api/context";
 import { useLoad } from "../api/load";
 import { LoadView } from "../components/states";
-import type { Score } from "../gen/retain/inference/v1/inference_pb";
+import {
+  ScoreOrder,
+  type Score,
+} from "../gen/retain/inference/v1/inference_pb";
 import type { Customer } from "../gen/retain/user/v1/user_pb";
 import { formatDays, formatPercent } from "../format/numbers";
 
@@ -25,7 +28,13 @@ interface ScorePage {
   scoringRunId: bigint;
 }
 
-type SortOrder = "customer" | "highest" | "lowest";
+type SortOrder = "highest" | "lowest";
+
+// The service sorts the whole scoring run, so the order holds across pages.
+const SERVER_ORDER: Record<SortOrder, ScoreOrder> = {
+  highest: ScoreOrder.CHURN_PROBABILITY_DESC,
+  lowest: ScoreOrder.CHURN_PROBABILITY_ASC,
+};
 
 /** Fetches each score's customer, keeping rows whose customer failed to load. */
 async function withCustomers(
@@ -83,16 +92,6 @@ async function findCustomer(
   }
 }
 
-function sortRows(rows: Row[], order: SortOrder): Row[] {
-  if (order === "customer") {
-    return rows;
-  }
-  const sign = order === "highest" ? -1 : 1;
-  return [...rows].sort(
-    (a, b) => sign * (a.score.churnProbability - b.score.churnProbability),
-  );
-}
-
 export function AtRiskPage() {
   const api = useApi();
   const [minProbability, setMinProbability] = useState(DEFAULT_MIN_PROBABILITY);
@@ -122,6 +121,7 @@ export function AtRiskPage() {
             minChurnProbability: minProbability,
             pageSize: PAGE_SIZE,
             pageToken,
+            order: SERVER_ORDER[order],
           },
           { signal },
         );
@@ -131,7 +131,7 @@ export function AtRiskPage() {
           scoringRunId: page.scoringRunId,
         };
       },
-      [api, minProbability, pageToken, query],
+      [api, minProbability, pageToken, query, order],
     ),
   );
 
@@ -152,8 +152,10 @@ export function AtRiskPage() {
     setQuery(queryInput.trim());
   };
 
-  const toggleOrder = () =>
+  const toggleOrder = () => {
     setOrder(order === "highest" ? "lowest" : "highest");
+    setTokens([""]);
+  };
 
   return (
     <>
@@ -210,8 +212,8 @@ export function AtRiskPage() {
           <>
             {page.scoringRunId > 0n && (
               <p className="muted">
-                Scoring run {page.scoringRunId.toString()}; sorting applies to
-                this page.
+                Scoring run {page.scoringRunId.toString()}, sorted by churn
+                probability across all pages.
               </p>
             )}
             <table>
@@ -221,25 +223,14 @@ export function AtRiskPage() {
                   <th>External id</th>
                   <th>Phone</th>
                   <th
-                    aria-sort={
-                      order === "customer"
-                        ? "none"
-                        : order === "highest"
-                          ? "descending"
-                          : "ascending"
-                    }
+                    aria-sort={order === "highest" ? "descending" : "ascending"}
                   >
                     <button
                       type="button"
                       className="link"
                       onClick={toggleOrder}
                     >
-                      Churn probability{" "}
-                      {order === "highest"
-                        ? "↓"
-                        : order === "lowest"
-                          ? "↑"
-                          : ""}
+                      Churn probability {order === "highest" ? "↓" : "↑"}
                     </button>
                   </th>
                   <th>Expected days to next activity</th>
@@ -247,7 +238,7 @@ export function AtRiskPage() {
                 </tr>
               </thead>
               <tbody>
-                {sortRows(page.rows, order).map((row) => (
+                {page.rows.map((row) => (
                   <ScoreRow key={row.score.customerId.toString()} row={row} />
                 ))}
               </tbody>

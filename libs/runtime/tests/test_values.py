@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 
 import pytest
 
 from retain_runtime.errors import InvalidArgument
 from retain_runtime.logs import mask_phone
 from retain_runtime.money import format_micros, parse_provider_cost, to_micros
-from retain_runtime.paging import decode_token, encode_token, page_size
+from retain_runtime.paging import decode_position, decode_token, encode_token, page_size
 from retain_runtime.phone import normalise_phone
 from retain_runtime.timestamps import parse_iso
 
@@ -93,3 +95,19 @@ def test_time_without_offset_is_rejected() -> None:
 def test_non_finite_amount_is_rejected(raw: str) -> None:
     with pytest.raises(InvalidArgument, match="not a finite amount"):
         to_micros(raw)
+
+
+def test_page_token_keeps_its_sort_value() -> None:
+    assert decode_position(encode_token(41, 0.8731)) == (41, 0.8731)
+    assert decode_position(encode_token(41)) == (41, None)
+    assert decode_token(encode_token(41, 0.5)) == 41
+
+
+@pytest.mark.parametrize(
+    "fields", [{"after": -1}, {"after": True}, {"after": 3, "value": "high"}, [1]]
+)
+def test_page_token_with_bad_fields_is_rejected(fields: object) -> None:
+    token = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+    with pytest.raises(InvalidArgument) as caught:
+        decode_position(token)
+    assert caught.value.field == "page_token"

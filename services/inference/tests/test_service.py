@@ -107,7 +107,9 @@ async def score(stub, as_of: dt.datetime = LABEL_END) -> pb.ScoringRun:
     ).scoring_run
 
 
-async def all_scores(stub, run_id: int, threshold: float = 0.0) -> list[pb.Score]:
+async def all_scores(
+    stub, run_id: int, threshold: float = 0.0, order: int = 0
+) -> list[pb.Score]:
     scores, token = [], ""
     while True:
         reply = await stub.ListScores(
@@ -116,6 +118,7 @@ async def all_scores(stub, run_id: int, threshold: float = 0.0) -> list[pb.Score
                 min_churn_probability=threshold,
                 page_size=70,
                 page_token=token,
+                order=order,
             ),
             timeout=10,
         )
@@ -246,3 +249,47 @@ async def test_compose_writes_one_template_per_segment(inference) -> None:
     assert all(t.segments == 1 for t in reply.templates)
     assert all(t.encoding == pb.ENCODING_GSM_7 for t in reply.templates)
     assert "{first_name}" in reply.templates[0].text
+
+
+async def test_scores_list_in_probability_order_across_pages(inference) -> None:
+    await train(inference, seed=1)
+    run = await score(inference)
+    by_id = await all_scores(inference, run.scoring_run_id)
+    highest = await all_scores(
+        inference, run.scoring_run_id, order=pb.SCORE_ORDER_CHURN_PROBABILITY_DESC
+    )
+    lowest = await all_scores(
+        inference, run.scoring_run_id, order=pb.SCORE_ORDER_CHURN_PROBABILITY_ASC
+    )
+
+    def key(s: pb.Score) -> tuple[float, int]:
+        return (s.churn_probability, s.customer_id)
+
+    assert [s.customer_id for s in by_id] == sorted(s.customer_id for s in by_id)
+    assert [key(s) for s in lowest] == sorted(key(s) for s in by_id)
+    assert [s.churn_probability for s in highest] == sorted(
+        (s.churn_probability for s in by_id), reverse=True
+    )
+    assert len({s.customer_id for s in highest}) == len(by_id) == 240
+
+
+async def test_score_page_token_of_another_order_is_rejected(inference) -> None:
+    await train(inference, seed=1)
+    run = await score(inference)
+    first = await inference.ListScores(
+        pb.ListScoresRequest(scoring_run_id=run.scoring_run_id, page_size=10),
+        timeout=10,
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference.ListScores(
+            pb.ListScoresRequest(
+                scoring_run_id=run.scoring_run_id,
+                page_size=10,
+                page_token=first.next_page_token,
+                order=pb.SCORE_ORDER_CHURN_PROBABILITY_DESC,
+            ),
+            timeout=10,
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in caught.value.details()

@@ -15,8 +15,14 @@ from retain_inference.runs import ScoringRuns
 from retain_inference.store import ModelRecord, Store
 from retain_runtime.callers import current_caller
 from retain_runtime.clock import Clock
-from retain_runtime.paging import decode_token, encode_token, page_size
+from retain_runtime.errors import InvalidArgument
+from retain_runtime.paging import decode_position, decode_token, encode_token, page_size
 from retain_runtime.timestamps import from_datetime, to_datetime
+
+PROBABILITY_ORDERS = (
+    pb.SCORE_ORDER_CHURN_PROBABILITY_DESC,
+    pb.SCORE_ORDER_CHURN_PROBABILITY_ASC,
+)
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -93,13 +99,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         run_id = request.scoring_run_id or await self.store.latest_finished_run()
         run = await self.store.get_run(run_id)
         limit = page_size(request.page_size, default=1000, maximum=10_000)
+        by_probability = request.order in PROBABILITY_ORDERS
+        after = decode_position(request.page_token)
+        if by_probability and after is not None and after[1] is None:
+            raise InvalidArgument(
+                "page_token",
+                "was issued for another order; start again without a token",
+            )
         rows = await self.store.list_scores(
-            run_id,
-            request.min_churn_probability,
-            decode_token(request.page_token),
-            limit,
+            run_id, request.min_churn_probability, after, limit, request.order
         )
-        token = encode_token(rows[-1]["customer_id"]) if len(rows) == limit else ""
+        token = ""
+        if len(rows) == limit:
+            last = rows[-1]
+            value = last["churn_probability"] if by_probability else None
+            token = encode_token(last["customer_id"], value)
         horizon = await self._horizon(run["model_version"])
         return pb.ListScoresResponse(
             scores=[_score(r, run, horizon) for r in rows],

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import psycopg
 import sqlalchemy as sa
+from retain.inference.v1 import inference_pb2 as pb
 from retain.type.v1 import job_pb2
 from retain_runtime.errors import FailedPrecondition, NotFound
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -295,17 +296,42 @@ class Store:
             )
 
     async def list_scores(
-        self, run_id: int, min_probability: float, after: int | None, limit: int
+        self,
+        run_id: int,
+        min_probability: float,
+        after: tuple[int, float | None] | None,
+        limit: int,
+        order: int = pb.SCORE_ORDER_CUSTOMER_ID,
     ) -> list[dict[str, Any]]:
+        """Return one page of a run's scores in order, resuming after a position.
+
+        after is the customer id and, for the probability orders, the churn
+        probability of the last row of the previous page.
+        """
         query = (
             scores.select()
             .where(scores.c.scoring_run_id == run_id)
             .where(scores.c.churn_probability >= min_probability)
-            .order_by(scores.c.customer_id)
             .limit(limit)
         )
-        if after is not None:
-            query = query.where(scores.c.customer_id > after)
+        probability, customer = scores.c.churn_probability, scores.c.customer_id
+        if order == pb.SCORE_ORDER_CHURN_PROBABILITY_DESC:
+            query = query.order_by(probability.desc(), customer)
+            if after is not None:
+                query = query.where(
+                    sa.or_(
+                        probability < after[1],
+                        sa.and_(probability == after[1], customer > after[0]),
+                    )
+                )
+        elif order == pb.SCORE_ORDER_CHURN_PROBABILITY_ASC:
+            query = query.order_by(probability, customer)
+            if after is not None:
+                query = query.where(sa.tuple_(probability, customer) > after[::-1])
+        else:
+            query = query.order_by(customer)
+            if after is not None:
+                query = query.where(customer > after[0])
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 

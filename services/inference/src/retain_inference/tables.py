@@ -79,6 +79,9 @@ scores = sa.Table(
     sa.Column("churn_probability", sa.Float),
     sa.Column("expected_days", sa.Float),
     sa.Column("reasons", postgresql.JSONB),
+    sa.Index(
+        "scores_by_probability", "scoring_run_id", "churn_probability", "customer_id"
+    ),
 )
 
 # Every registry column but the checkpoint, which only scoring loads.

@@ -54,6 +54,9 @@ def run_id(request: pb.GetScoringRunRequest) -> None:
 def list_scores(request: pb.ListScoresRequest) -> None:
     _non_negative(request.scoring_run_id, "scoring_run_id")
     _probability(request.min_churn_probability, "min_churn_probability")
+    if request.order not in pb.ScoreOrder.values():
+        names = ", ".join(pb.ScoreOrder.keys())
+        raise InvalidArgument("order", f"{request.order} is not one of {names}")
 
 
 def customer_score(request: pb.GetCustomerScoreRequest) -> None:
