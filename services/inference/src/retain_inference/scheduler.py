@@ -241,10 +241,9 @@ class ScoringScheduler:
             return False
         run, job = claimed
         log.info(
-            "Claimed scheduled scoring run %d for customers %d to %d",
+            "Claimed scheduled scoring run %d for %s",
             run["scoring_run_id"],
-            run["min_customer_id"],
-            run["max_customer_id"],
+            _customer_range(run["min_customer_id"], run["max_customer_id"]),
         )
         await self.runs.execute(run, job)
         return True
@@ -257,3 +256,10 @@ def _log_crash(task: asyncio.Task[None]) -> None:
             "scoring is off until the service restarts",
             exc_info=task.exception(),
         )
+
+
+def _customer_range(low: int, high: int) -> str:
+    # A bound of 0 means no bound on that side.
+    if low == 0 and high == 0:
+        return "every customer"
+    return f"customers {low or 'from the first'} to {high or 'the last'}"
