@@ -20,6 +20,8 @@ Three figures come from the same run:
   batches of --batch-size, once per torch thread count from 1 to the CPU count.
   The ceiling is the fastest of them.
 
+Both ceilings are measured before the events and inference services start.
+
 The ratio is end to end over the lower ceiling. ratio_same_threads takes the
 raw forward at the service's own thread count (--threads) instead. Peak RSS is
 the inference service's VmHWM. Stage timings come from the inference service's
@@ -358,6 +360,14 @@ def run(args: argparse.Namespace, state_dir: Path) -> Result:
         prepare_inference_database(services.url("inference"))
         store_model(services.url("inference"), predictor)
 
+        # The ceilings are measured before the services start, so that no
+        # idle service process can share the CPUs with them.
+        db_read_s, db_read_bytes = measure_db_read(services.url("events"))
+        logger.info("COPY read %.1f MiB in %.2f s", db_read_bytes / 2**20, db_read_s)
+        raw_forward_s = measure_raw_forward(
+            predictor, events, args.batch_size, args.threads
+        )
+        logger.info("Raw forward took %s s by torch threads", raw_forward_s)
         services.start("events", {})
         services.start(
             "inference",
@@ -367,12 +377,6 @@ def run(args: argparse.Namespace, state_dir: Path) -> Result:
                 **_optional_env(args),
             },
         )
-        db_read_s, db_read_bytes = measure_db_read(services.url("events"))
-        logger.info("COPY read %.1f MiB in %.2f s", db_read_bytes / 2**20, db_read_s)
-        raw_forward_s = measure_raw_forward(
-            predictor, events, args.batch_size, args.threads
-        )
-        logger.info("Raw forward took %s s by torch threads", raw_forward_s)
 
         target = f"127.0.0.1:{services.ports['inference']}"
         certs = CertPaths.in_directory(state_dir / "certs", "operator")
