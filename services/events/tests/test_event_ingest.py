@@ -154,6 +154,14 @@ INVALID_EVENTS = {
         lambda e: setattr(e.amount, "amount_micros", -1),
         "events[3].amount.amount_micros: -1 must not be negative",
     ),
+    "year 1900": (
+        lambda e: setattr(e.occur_time, "seconds", -2_203_891_200),
+        "events[3].occur_time: 1900-03-01T00:00:00+00:00 is outside 1950 to 2099",
+    ),
+    "year 2999": (
+        lambda e: setattr(e.occur_time, "seconds", 32_477_241_600),
+        "events[3].occur_time: 2999-03-01T00:00:00+00:00 is outside 1950 to 2099",
+    ),
     "time past 9999": (
         lambda e: setattr(e.occur_time, "seconds", 253_402_300_800),
         "events[3].occur_time: seconds=253402300800",

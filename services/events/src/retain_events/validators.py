@@ -6,6 +6,7 @@ as "events[3].occur_time". A batch with one bad event is rejected whole.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +30,9 @@ _EVENT_TYPES = frozenset(events_pb2.EventType.values()) - {
 # The range of google.protobuf.Timestamp, 0001-01-01 to 9999-12-31 UTC.
 _MIN_SECONDS = -62_135_596_800
 _MAX_SECONDS = 253_402_300_799
+# Events may happen from 1950-01-01 up to, not including, 2100-01-01 UTC.
+_FIRST_EVENT_SECONDS = -631_152_000
+_END_EVENT_SECONDS = 4_102_444_800
 
 
 def check_timestamp(ts: Timestamp, path: str) -> None:
@@ -36,6 +40,15 @@ def check_timestamp(ts: Timestamp, path: str) -> None:
     if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 10**9:
         raise InvalidArgument(
             path, f"seconds={ts.seconds} nanos={ts.nanos} is not a valid Timestamp"
+        )
+
+
+def _check_event_year(ts: Timestamp, path: str) -> None:
+    # A year such as 1900 or 2999 is a typo in the source data, not an event.
+    if not _FIRST_EVENT_SECONDS <= ts.seconds < _END_EVENT_SECONDS:
+        moment = dt.datetime.fromtimestamp(ts.seconds, dt.UTC).isoformat()
+        raise InvalidArgument(
+            path, f"{moment} is outside 1950 to 2099; check the year in the source"
         )
 
 
@@ -83,6 +96,7 @@ def check_event(event: events_pb2.Event, path: str) -> None:
     if not event.HasField("occur_time"):
         raise InvalidArgument(f"{path}.occur_time", "is required")
     check_timestamp(event.occur_time, f"{path}.occur_time")
+    _check_event_year(event.occur_time, f"{path}.occur_time")
     if event.HasField("amount"):
         _check_amount(event, f"{path}.amount")
     for key, value in event.attributes.items():
