@@ -71,7 +71,6 @@ def _demo(stack: Stack, customers: int) -> int:
         log.info("Running the demo on %d customers", customers)
         with Progress() as progress:
             summary = Demo(clients, DemoOptions(customers=customers), progress).run()
-        ensure_first_admins(clients.user, stack.options.state_dir)
     finally:
         clients.close()
     return int(summary.values["campaign_id"])

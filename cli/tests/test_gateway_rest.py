@@ -36,6 +36,11 @@ from retain_runtime.server import SERVER_OPTIONS
 
 # google.rpc.Code values.
 INVALID_ARGUMENT = 3
+
+
+def assert_400_naming(reply: httpx.Response, name: str) -> None:
+    assert reply.status_code == 400, reply.text
+    assert f'"{name}"' in reply.json()["message"]
 NOT_FOUND = 5
 PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
@@ -73,9 +78,8 @@ async def test_malformed_path_value_gets_400_naming_it(
     )
 
     entry = await access_log_entry(gateway, marker)
-    assert reply.status_code == 400, reply.text
+    assert_400_naming(reply, "abc")
     assert reply.json()["code"] == INVALID_ARGUMENT
-    assert '"abc"' in reply.json()["message"]
     assert "customer_id" in reply.json()["message"]
     # Envoy replied itself: no upstream host took the request.
     assert entry["upstream_host"] is None
@@ -89,8 +93,7 @@ async def test_malformed_path_value_never_reaches_service(
 
     reply = await client.get("/v1/customers/abc/score", headers=admin)
 
-    assert reply.status_code == 400, reply.text
-    assert '"abc"' in reply.json()["message"]
+    assert_400_naming(reply, "abc")
     assert inference.count("GetCustomerScore") == before
 
 
@@ -105,9 +108,8 @@ async def test_misspelled_query_parameter_gets_400_naming_it(
 
     reply = await client.get("/v1/campaigns/3/messages?pagesize=2", headers=admin)
 
-    assert reply.status_code == 400, reply.text
+    assert_400_naming(reply, "pagesize")
     assert reply.json()["code"] == INVALID_ARGUMENT
-    assert '"pagesize"' in reply.json()["message"]
     assert comms.count("ListMessages") == before
 
 
@@ -164,9 +166,8 @@ async def test_query_repeating_path_field_gets_400(
 
     reply = await client.get(f"/v1/customers/7/score?{name}=9", headers=admin)
 
-    assert reply.status_code == 400, reply.text
+    assert_400_naming(reply, name)
     assert reply.json()["code"] == INVALID_ARGUMENT
-    assert f'"{name}"' in reply.json()["message"]
     assert inference.count("GetCustomerScore") == before
 
 
@@ -180,8 +181,7 @@ async def test_query_repeating_path_field_rejected_on_post(
         "/v1/campaigns/7:launch?campaignId=9", json={}, headers=admin
     )
 
-    assert reply.status_code == 400, reply.text
-    assert '"campaignId"' in reply.json()["message"]
+    assert_400_naming(reply, "campaignId")
     assert comms.count("LaunchCampaign") == before
 
 
@@ -233,7 +233,7 @@ async def test_body_takes_int64_as_number_or_string(
 async def test_unknown_body_field_ignored(
     client: httpx.AsyncClient, gateway: Gateway, admin: dict[str, str]
 ) -> None:
-    # Envoy 1.40's transcoder has no option to reject it; README.md says so.
+    # Envoy 1.40's transcoder has no option to reject it, as README.md states.
     comms = gateway.doubles["comms"]
     before = comms.count("CreateCampaign")
 

@@ -39,16 +39,12 @@ def encode_token(after: int, value: float | None = None) -> str:
 
 def decode_token(token: str) -> int | None:
     """Return the key a token resumes after, None for an empty token."""
-    position = _decode(token)
+    position = decode_position(token)
     return None if position is None else position[0]
 
 
 def decode_position(token: str) -> tuple[int, float | None] | None:
     """Return the key and sort value a token resumes after, None for an empty token."""
-    return _decode(token)
-
-
-def _decode(token: str) -> tuple[int, float | None] | None:
     if not token:
         return None
     try:
