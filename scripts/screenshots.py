@@ -1,10 +1,11 @@
 """Save a screenshot of each dashboard page under docs/screenshots.
 
 Starts a stack of its own on free ports in a temporary folder and runs the
-demo on the first --customers CDNOW customers; then starts it again with the
-clock on the day after the holdout period, as `make up` does after `make demo`,
-walks the dashboard in headless Chromium as the first admin
-(frontend/e2e/walkthrough.mjs) and keeps the pictures. `make screenshots` runs it; the README shows the pictures.
+demo on the first --customers CDNOW customers. Then it starts the stack again
+with the clock on the day after the holdout period, as `make up` does after
+`make demo`, and walks the dashboard in headless Chromium as the first admin
+(frontend/e2e/walkthrough.mjs), keeping the pictures. `make screenshots` runs
+it, and the README shows the pictures.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def walked_campaign(walk: Walkthrough, clients: Clients) -> comms_pb2.Campaign:
     return reply.campaign
 
 
-def test_campaign_is_created_by_one_admin_and_approved_by_the_other(
+def test_campaign_needs_two_admins(
     walk: Walkthrough, clients: Clients, admins: list[AdminAccount]
 ) -> None:
     campaign = walked_campaign(walk, clients)
@@ -79,9 +79,7 @@ def test_campaign_is_created_by_one_admin_and_approved_by_the_other(
     assert campaign.launch_time.seconds > 0
 
 
-def test_every_message_the_browser_saw_is_final_and_delivered(
-    walk: Walkthrough, clients: Clients
-) -> None:
+def test_walked_messages_end_delivered(walk: Walkthrough, clients: Clients) -> None:
     campaign = walked_campaign(walk, clients)
     messages = all_messages(clients, campaign.campaign_id)
     delivered = [m for m in messages if m.state == comms_pb2.MESSAGE_STATE_DELIVERED]
@@ -90,14 +88,12 @@ def test_every_message_the_browser_saw_is_final_and_delivered(
     assert len(messages) == campaign.counts.treated_count
 
 
-def test_dry_run_counted_the_customers_the_launch_treated(
-    walk: Walkthrough, clients: Clients
-) -> None:
+def test_dry_run_matches_launch(walk: Walkthrough, clients: Clients) -> None:
     campaign = walked_campaign(walk, clients)
     assert walk.outcome["dryRunTreated"] == campaign.counts.treated_count
 
 
-def test_customers_messaged_by_the_demo_are_held_back_by_the_cap(
+def test_cap_holds_back_demo_recipients(
     walk: Walkthrough, clients: Clients, summary: Summary
 ) -> None:
     demo_messaged = {
@@ -109,7 +105,7 @@ def test_customers_messaged_by_the_demo_are_held_back_by_the_cap(
     assert not walked & demo_messaged
 
 
-def test_stop_left_the_campaign_paused_or_already_finished(walk: Walkthrough) -> None:
+def test_stop_pauses_or_finds_finished(walk: Walkthrough) -> None:
     assert walk.outcome["stopNotice"].startswith("Paused")
     assert walk.outcome["statusAfterStop"] in ("Paused", "Finished")
 

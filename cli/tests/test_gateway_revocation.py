@@ -1,8 +1,8 @@
 """Signed-out sessions at the gateway, through a real Envoy.
 
 Envoy's ext_authz filter calls the real user service's Check for the
-session of every access token, so a token of a signed-out or revoked
-session gets 401 before its RPC reaches a service, although its signature
+session of every access token. A token of a signed-out or revoked session
+therefore gets 401 before its RPC reaches a service, although its signature
 and exp are still valid. The fixtures in conftest.py run Envoy in front of
 the real user service and of doubles that count every call.
 """
@@ -139,12 +139,14 @@ async def test_token_without_session_id_gets_401(
 
 
 def jwt_stat(gateway: Gateway, name: str) -> int:
-    reply = httpx.get(f"{gateway.admin_url}/stats?format=json&filter=jwt_authn", timeout=5)
+    reply = httpx.get(
+        f"{gateway.admin_url}/stats?format=json&filter=jwt_authn", timeout=5
+    )
     stats = reply.json()["stats"]
     return sum(s.get("value", 0) for s in stats if s.get("name", "").endswith(name))
 
 
-async def test_token_signature_is_checked_once_but_session_every_time(
+async def test_signature_cached_session_checked(
     client: httpx.AsyncClient, gateway: Gateway
 ) -> None:
     access, refresh = await sign_in_pair(client, ADMIN_EMAIL)

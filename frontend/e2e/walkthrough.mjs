@@ -136,8 +136,8 @@ async function openCampaign(
   await settled(page);
 }
 
-/** Opens the messages page until `ready` holds or the time runs out. */
-async function pollMessages(page, campaignId, ready, what) {
+/** Opens the messages page until `ready` returns true or the time runs out. */
+async function pollMessages(page, campaignId, ready, description) {
   const deadline = Date.now() + DELIVERY_TIMEOUT_MS;
   let last = "";
   while (Date.now() < deadline) {
@@ -157,7 +157,7 @@ async function pollMessages(page, campaignId, ready, what) {
     }
     await page.waitForTimeout(1000);
   }
-  throw new Error(`Timed out waiting for ${what}; last counts ${last}`);
+  throw new Error(`Timed out waiting for ${description}; last counts ${last}`);
 }
 
 async function walk(browser) {

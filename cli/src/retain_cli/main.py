@@ -211,7 +211,7 @@ def _print_summary(result: dict[str, object]) -> None:
 
 
 def _days(days: float) -> str:
-    # Beyond a year the model's long-tailed wait says little more.
+    # Beyond a year the model's long-tailed estimate is too uncertain to print.
     return "over a year" if days > 365 else f"{days:.0f}"
 
 

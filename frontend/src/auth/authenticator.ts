@@ -37,7 +37,7 @@ function browserMemory(): SessionMemory | null {
  * the server replaces the refresh token on every use.
  *
  * The refresh token and the admin are also kept in the tab's sessionStorage,
- * so a reload resumes the session; the access token stays in memory only.
+ * so a reload resumes the session. The access token stays in memory only.
  * Closing the tab forgets the session, and signing out deletes it.
  */
 export class Authenticator implements TokenSource {

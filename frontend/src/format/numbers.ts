@@ -18,7 +18,8 @@ export function formatPoints(difference: number): string {
 
 /**
  * Formats an expected wait in days for a reader: whole days up to a year,
- * and "over a year" beyond, where a long-tailed estimate says little more.
+ * and "over a year" beyond, where a long-tailed estimate is too uncertain
+ * to print.
  */
 export function formatDays(days: number): string {
   if (!Number.isFinite(days) || days < 0) {

@@ -30,7 +30,7 @@ interface ScorePage {
 
 type SortOrder = "highest" | "lowest";
 
-// The service sorts the whole scoring run, so the order holds across pages.
+// The service sorts the whole scoring run, so the order continues across pages.
 const SERVER_ORDER: Record<SortOrder, ScoreOrder> = {
   highest: ScoreOrder.CHURN_PROBABILITY_DESC,
   lowest: ScoreOrder.CHURN_PROBABILITY_ASC,

@@ -190,8 +190,8 @@ def expected_event_count(
 ) -> torch.Tensor:
     """Return the expected number of events in `window_days` from as_of, shape (B,).
 
-    NOTE: training sees counts of one window only, `horizon_days` long, and the
-    forecast holds the daily rate constant. For other windows this is a
+    NOTE: training uses counts of one window only, `horizon_days` long, and the
+    forecast keeps the daily rate constant. For other windows this is a
     proportional extrapolation, which overstates long windows for customers who
     may stop.
     """

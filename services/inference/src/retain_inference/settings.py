@@ -23,8 +23,8 @@ class InferenceSettings:
     # Scoring runs, over equal customer-id ranges, that make one scheduled run.
     scoring_shards: int
     # This replica's id on the jobs it runs. A restarted process fails only the
-    # unfinished jobs of its own id, so each replica needs an id that is unique
-    # and the same across its restarts.
+    # unfinished jobs of its own id, so give each replica an id that is unique
+    # and the same across its restarts. Nothing checks that two replicas differ.
     replica_id: str
 
     @classmethod

@@ -178,7 +178,7 @@ class TokenIssuer:
     async def session_live(self, session_id: str) -> bool:
         """Return whether a session exists and is not revoked.
 
-        A result that says live may come from the cache and be up to
+        A True result may come from the cache and be up to
         session_cache.LIVE_SECONDS old.
         """
         live = self._sessions.get(session_id)
