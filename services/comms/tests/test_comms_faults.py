@@ -193,7 +193,7 @@ async def test_provider_errors_and_timeouts_send_once(
     received = assert_sent_at_most_once(fault_stack, messages)
     timed_out = [m for m in messages if m.state == DELIVERY_UNKNOWN]
     assert len(timed_out) == 10 * SEND_BATCH
-    assert {m.reason for m in timed_out} == {"ReadTimeout after send"}
+    assert {m.reason for m in timed_out} == {"TimeoutError after send"}
     assert all(m.attempt_count == 1 for m in messages)
     assert {m.state for m in messages} == {DELIVERED, DELIVERY_UNKNOWN}
     assert len(received) >= CAMPAIGN_SIZE - len(timed_out)

@@ -3,13 +3,13 @@ several recipients becomes their verdicts."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 from retain.type.v1 import channel_pb2
 from retain.user.v1 import user_pb2
-from retain_comms.africastalking import Outcome, _parse_send_reply
+from retain_comms.africastalking import Outcome, Reply, _parse_send_reply
 from retain_comms.sending import Kind, plan_requests
 from retain_comms.states import MessageState
 
@@ -105,7 +105,7 @@ def test_number_missing_from_reply_is_unknown() -> None:
         "messageId": "ATXid_1",
     }
     body = {"SMSMessageData": {"Message": "Sent to 1/2", "Recipients": [recipient]}}
-    response = httpx.Response(201, json=body)
+    response = Reply(201, json.dumps(body).encode())
 
     verdicts = _parse_send_reply(response, [NUMBER, OTHER])
 
