@@ -15,6 +15,8 @@ from google.api import httpbody_pb2
 from retain.comms.v1 import comms_pb2
 from retain.type.v1 import channel_pb2
 from retain.user.v1 import user_pb2
+from retain_comms.ledger import Ledger
+from retain_comms.reports import ReportWriter
 from retain_comms.tables import delivery_reports
 from retain_emulator import DeliveryPlan
 
@@ -47,14 +49,21 @@ async def one_message(stack: Stack, campaign_id: int) -> comms_pb2.Message:
 
 async def submitted_message(stack: Stack) -> comms_pb2.Message:
     """Send one message whose delivery report never comes on its own."""
+    (message,) = await submitted_messages(stack, 1)
+    return message
+
+
+async def submitted_messages(stack: Stack, count: int) -> list[comms_pb2.Message]:
+    """Send count messages whose delivery reports never come on their own."""
     stack.emulator.set_callback_url(None)
-    stack.add_customers([1])
+    stack.add_customers(range(1, count + 1))
     stack.start_worker()
     campaign = await stack.launch(holdout_share=0.0)
 
-    async def submitted() -> comms_pb2.Message | None:
-        message = await one_message(stack, campaign.campaign_id)
-        return message if message.state == comms_pb2.MESSAGE_STATE_SUBMITTED else None
+    async def submitted() -> list[comms_pb2.Message] | None:
+        found = await stack.messages(campaign.campaign_id)
+        done = all(m.state == comms_pb2.MESSAGE_STATE_SUBMITTED for m in found)
+        return found if done and len(found) == count else None
 
     return await eventually(submitted)
 
@@ -148,6 +157,74 @@ async def test_unknown_status_is_kept_raw(stack: Stack) -> None:
     stored = await one_message(stack, message.campaign_id)
     assert stored.state == comms_pb2.MESSAGE_STATE_SUBMITTED
     assert stored.provider_status == "Teleported"
+
+
+async def test_reports_arriving_together_are_written_as_one_group(
+    stack: Stack,
+) -> None:
+    first, second, third = await submitted_messages(stack, 3)
+    writer = ReportWriter(Ledger(stack.service.engine))
+    groups: list[int] = []
+    add_reports = writer.ledger.add_reports
+
+    async def counted(rows: list[dict[str, object]]) -> list[int]:
+        groups.append(len(rows))
+        return await add_reports(rows)
+
+    writer.ledger.add_reports = counted  # type: ignore[method-assign]
+    now = stack.clock.now()
+    sent = [
+        (first.provider_message_id, "Buffered", ""),
+        (first.provider_message_id, "Success", ""),
+        (first.provider_message_id, "Buffered", ""),
+        (second.provider_message_id, "Failed", "DeliveryFailure"),
+        ("ATXid_never_sent", "Success", ""),
+        (third.provider_message_id, "Sent", ""),
+    ]
+
+    results = await asyncio.gather(
+        *(
+            writer.add(
+                {
+                    "provider_message_id": provider_id,
+                    "status": status,
+                    "failure_reason": reason,
+                    "body": "",
+                    "receive_time": now,
+                },
+                now,
+            )
+            for provider_id, status, reason in sent
+        )
+    )
+
+    assert groups == [len(sent)]
+    assert [carried for _, carried in results] == [True] * 4 + [False, True]
+    by_id = {m.message_id: m for m in await stack.messages(first.campaign_id)}
+    delivered, failed, waiting = (by_id[m.message_id] for m in (first, second, third))
+    assert (delivered.state, delivered.provider_status) == (
+        comms_pb2.MESSAGE_STATE_DELIVERED,
+        "Success",
+    )
+    assert (failed.state, failed.reason) == (
+        comms_pb2.MESSAGE_STATE_FAILED,
+        "DeliveryFailure",
+    )
+    assert (waiting.state, waiting.provider_status) == (
+        comms_pb2.MESSAGE_STATE_SUBMITTED,
+        "Sent",
+    )
+    async with stack.service.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(delivery_reports.c.report_id, delivery_reports.c.applied)
+            )
+        ).all()
+    applied = dict(rows)
+    assert [applied[report_id] for report_id, _ in results] == [True] * 4 + [
+        False,
+        True,
+    ]
 
 
 async def test_report_for_unknown_message_is_accepted(stack: Stack) -> None:

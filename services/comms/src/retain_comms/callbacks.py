@@ -75,6 +75,7 @@ class Callbacks:
         self.peers = peers
         self.clock = clock
         self._secret = secret.encode()
+        self.report_writer = reports.ReportWriter(ledger)
         self.unknown_status_count = 0
 
     def check_secret(self, supplied: str) -> None:
@@ -91,13 +92,26 @@ class Callbacks:
             log.warning("Ignored a delivery report without an id")
             return
         now = self.clock.now()
-        # The report is committed before the message is looked up, so a
-        # worker that records the send after the lookup applies it.
-        report_id = await self._store_report(form, now)
-        target, extra = reports.report_move(status, form.get("failureReason", ""))
-        applied = await self.ledger.apply_report_by_provider_id(
-            report_id, provider_id, target, now, provider_status=status, **extra
+        masked = {**form, "phoneNumber": mask_phone(form.get("phoneNumber", ""))}
+        report_id, applied = await self.report_writer.add(
+            {
+                "provider_message_id": provider_id,
+                "status": status,
+                "failure_reason": form.get("failureReason", ""),
+                "body": urlencode(masked),
+                "receive_time": now,
+            },
+            now,
         )
+        if status not in reports.KNOWN_STATUSES:
+            self.unknown_status_count += 1
+            log.warning(
+                "Delivery report %d for %s has unknown status %r (%d so far)",
+                report_id,
+                provider_id,
+                status[:40],
+                self.unknown_status_count,
+            )
         if not applied:
             await self._test_message_report(report_id, form, now)
 
@@ -121,30 +135,6 @@ class Callbacks:
             now,
         )
         await self.ledger.mark_applied(report_id)
-
-    async def _store_report(self, form: dict[str, str], now: dt.datetime) -> int:
-        status = form.get("status", "")
-        report_id = await self.ledger.add_report(
-            {
-                "provider_message_id": form["id"],
-                "status": status,
-                "failure_reason": form.get("failureReason", ""),
-                "body": urlencode(
-                    {**form, "phoneNumber": mask_phone(form.get("phoneNumber", ""))}
-                ),
-                "receive_time": now,
-            }
-        )
-        if status not in reports.KNOWN_STATUSES:
-            self.unknown_status_count += 1
-            log.warning(
-                "Delivery report %d for %s has unknown status %r (%d so far)",
-                report_id,
-                form["id"],
-                status[:40],
-                self.unknown_status_count,
-            )
-        return report_id
 
     async def inbound_sms(self, body: bytes) -> None:
         """Act on STOP, STOPALL, UNSUBSCRIBE, ACHA, SITISHA and START sent as the

@@ -337,7 +337,7 @@ class Deliverer:
         }
         if submitted:
             waiting = await self.batches.unapplied_reports(list(submitted))
-            await reports.apply_waiting(self.ledger, waiting, submitted, now)
+            await reports.apply_waiting(self.ledger, waiting, now)
 
     async def _release(self, message_ids: list[int]) -> None:
         """Put claimed messages back to PENDING; only when nothing was sent."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +32,54 @@ from retain_comms.tables import (
     delivery_reports,
     messages,
 )
+
+# The provider ids among :ids that a message carries.
+_CARRIED_PROVIDER_IDS = sa.text(
+    "SELECT DISTINCT provider_message_id FROM messages "
+    "WHERE provider_message_id = ANY(CAST(:ids AS text[]))"
+)
+
+# Moves SUBMITTED messages by reports, at most one report per provider id. A
+# NULL reason keeps the message's reason, a cost of 0 its cost.
+_APPLY_REPORTS = sa.text(
+    """
+    UPDATE messages AS m SET
+        state = r.target,
+        provider_status = r.status,
+        reason = COALESCE(r.reason, m.reason),
+        cost_micros = CASE WHEN r.cost_micros > 0 THEN r.cost_micros
+                      ELSE m.cost_micros END,
+        cost_currency = CASE WHEN r.cost_micros > 0 THEN r.cost_currency
+                        ELSE m.cost_currency END,
+        update_time = :now
+    FROM unnest(
+        CAST(:provider_ids AS text[]), CAST(:targets AS text[]),
+        CAST(:statuses AS text[]), CAST(:reasons AS text[]),
+        CAST(:costs AS bigint[]), CAST(:currencies AS text[])
+    ) AS r(provider_message_id, target, status, reason, cost_micros, cost_currency)
+    WHERE m.provider_message_id = r.provider_message_id AND m.state = 'submitted'
+    """
+)
+
+_MARK_APPLIED = sa.text(
+    "UPDATE delivery_reports SET applied = true "
+    "WHERE report_id = ANY(CAST(:ids AS bigint[]))"
+)
+
+
+@dataclass(frozen=True)
+class ReportMove:
+    """What one stored delivery report does to a SUBMITTED message: move it
+    to target and set provider_status, reason unless it is None, and the cost
+    unless it is 0. Only a voice call's final callback states a cost."""
+
+    report_id: int
+    provider_message_id: str
+    target: MessageState
+    status: str
+    reason: str | None = None
+    cost_micros: int = 0
+    cost_currency: str = ""
 
 
 class StaleLaunch(Exception):
@@ -245,13 +294,20 @@ class Ledger:
     # Delivery reports
 
     async def add_report(self, values: dict[str, Any]) -> int:
+        [report_id] = await self.add_reports([values])
+        return report_id
+
+    async def add_reports(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Store reports, not applied yet, in one transaction; return their
+        ids in the order of rows. Every row must have the same keys."""
+        statement = sa.insert(delivery_reports).returning(
+            delivery_reports.c.report_id, sort_by_parameter_order=True
+        )
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                sa.insert(delivery_reports)
-                .values(applied=False, **values)
-                .returning(delivery_reports.c.report_id)
+                statement, [{"applied": False, **row} for row in rows]
             )
-            return int(result.scalar_one())
+            return [int(report_id) for report_id in result.scalars()]
 
     async def find_by_provider_id(self, provider_message_id: str) -> Row | None:
         query = sa.select(messages).where(
@@ -290,44 +346,53 @@ class Ledger:
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).all()
 
-    async def apply_report_by_provider_id(
-        self,
-        report_id: int,
-        provider_message_id: str,
-        target: MessageState,
-        now: dt.datetime,
-        **values: Any,
-    ) -> bool:
-        """Move the message with a provider id from SUBMITTED to target and
-        mark the report applied, in one transaction.
+    async def apply_reports(
+        self, moves: Sequence[ReportMove], now: dt.datetime
+    ) -> set[str]:
+        """Apply stored reports, in their order, to the SUBMITTED messages that
+        carry their provider ids, and mark those reports applied, in one
+        transaction; return the provider ids that a message carries.
 
-        Returns False, changing nothing, when no message has the provider id.
-        A message in another state keeps its state. Its report is marked
-        applied all the same, because a final state is never overwritten.
+        A report whose provider id no message carries changes nothing. A
+        message in another state keeps it, and its report is marked applied
+        all the same, because a final state is never overwritten.
         """
-        allowed = checked_sources([MessageState.SUBMITTED], target)
+        for target in {move.target for move in moves}:
+            checked_sources([MessageState.SUBMITTED], target)
+        wanted = sorted({move.provider_message_id for move in moves})
         async with self.engine.begin() as conn:
-            message_id = await conn.scalar(
-                sa.select(messages.c.message_id)
-                .where(messages.c.provider_message_id == provider_message_id)
-                .limit(1)
+            known = set(
+                (await conn.execute(_CARRIED_PROVIDER_IDS, {"ids": wanted})).scalars()
             )
-            if message_id is None:
-                return False
-            await conn.execute(
-                sa.update(messages)
-                .where(
-                    messages.c.message_id == message_id,
-                    messages.c.state.in_(allowed),
+            # The n-th reports of each provider id go in the n-th UPDATE, so
+            # two reports of one message apply in the order they came.
+            rounds: list[list[ReportMove]] = []
+            seen: dict[str, int] = {}
+            for move in moves:
+                if move.provider_message_id not in known:
+                    continue
+                order = seen.get(move.provider_message_id, 0)
+                seen[move.provider_message_id] = order + 1
+                if order == len(rounds):
+                    rounds.append([])
+                rounds[order].append(move)
+            for group in rounds:
+                await conn.execute(
+                    _APPLY_REPORTS,
+                    {
+                        "now": now,
+                        "provider_ids": [m.provider_message_id for m in group],
+                        "targets": [m.target.value for m in group],
+                        "statuses": [m.status for m in group],
+                        "reasons": [m.reason for m in group],
+                        "costs": [m.cost_micros for m in group],
+                        "currencies": [m.cost_currency for m in group],
+                    },
                 )
-                .values(state=target, update_time=now, **values)
-            )
-            await conn.execute(
-                sa.update(delivery_reports)
-                .where(delivery_reports.c.report_id == report_id)
-                .values(applied=True)
-            )
-            return True
+            applied = [m.report_id for m in moves if m.provider_message_id in known]
+            if applied:
+                await conn.execute(_MARK_APPLIED, {"ids": applied})
+        return known
 
     async def mark_applied(self, report_id: int) -> None:
         async with self.engine.begin() as conn:

@@ -10,11 +10,14 @@ are kept apart from the ledger, follow the same rules.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from retain_comms.ledger import Ledger
+from retain_comms.ledger import Ledger, ReportMove
 from retain_comms.states import MessageState
 from retain_comms.store import Row, Store
 
@@ -40,55 +43,120 @@ def report_move(
     return MessageState.SUBMITTED, {}
 
 
-async def apply_report(
-    ledger: Ledger,
-    message_id: int,
+def move_of(
+    report_id: int,
+    provider_message_id: str,
     status: str,
     failure_reason: str,
-    now: dt.datetime,
     cost_micros: int = 0,
     cost_currency: str = "",
-) -> Row | None:
-    """Apply one report to a message; return the moved row, None if unchanged.
-
-    A report with a cost, which only a voice call's final callback has, sets
-    the message's cost.
-    """
+) -> ReportMove:
+    """Return what a stored report does to the message with its provider id."""
     target, extra = report_move(status, failure_reason)
-    if cost_micros:
-        extra = {**extra, "cost_micros": cost_micros, "cost_currency": cost_currency}
-    moved = await ledger.move(
-        message_id,
-        [MessageState.SUBMITTED],
+    reason = extra.get("reason")
+    return ReportMove(
+        report_id,
+        provider_message_id,
         target,
-        now,
-        provider_status=status,
-        **extra,
+        status,
+        None if reason is None else str(reason),
+        cost_micros,
+        cost_currency,
     )
-    if moved is not None:
-        log.debug("Message %d is %s after report %s", message_id, target, status)
-    return moved
+
+
+@dataclass
+class _Queued:
+    row: dict[str, Any]
+    done: asyncio.Future[tuple[int, bool]]
+
+
+class ReportWriter:
+    """Stores delivery reports and applies them to their messages in groups.
+
+    Reports that arrive while a group is being written form the next group,
+    so a group takes two transactions however many reports it holds, and a
+    lone report waits for nothing. A caller returns once its report is
+    committed and applied, as with one report at a time: the report is
+    committed before its message is looked up, so a worker that records the
+    send after the lookup finds the report waiting and applies it.
+    """
+
+    def __init__(self, ledger: Ledger, max_group: int = 500) -> None:
+        self.ledger = ledger
+        self.max_group = max_group
+        self._queued: list[_Queued] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def add(self, row: dict[str, Any], now: dt.datetime) -> tuple[int, bool]:
+        """Store and apply one report; return its id and whether a message
+        carries its provider id. row holds the delivery_reports columns
+        provider_message_id, status, failure_reason, body and receive_time."""
+        done = asyncio.get_running_loop().create_future()
+        self._queued.append(_Queued(row, done))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all(now))
+        return await done
+
+    async def _write_all(self, now: dt.datetime) -> None:
+        while self._queued:
+            group = self._queued[: self.max_group]
+            del self._queued[: self.max_group]
+            try:
+                results = await self._write(group, now)
+            except Exception as error:
+                # Each caller answers its callback with the error, so AT sends
+                # the report again; a repeated report changes nothing.
+                log.exception(
+                    "Writing a group of %d delivery reports failed", len(group)
+                )
+                for queued in group:
+                    if not queued.done.done():
+                        queued.done.set_exception(error)
+                continue
+            for queued, result in zip(group, results, strict=True):
+                if not queued.done.done():
+                    queued.done.set_result(result)
+
+    async def _write(
+        self, group: list[_Queued], now: dt.datetime
+    ) -> list[tuple[int, bool]]:
+        report_ids = await self.ledger.add_reports([q.row for q in group])
+        moves = [
+            move_of(
+                report_id,
+                q.row["provider_message_id"],
+                q.row["status"],
+                q.row["failure_reason"],
+            )
+            for report_id, q in zip(report_ids, group, strict=True)
+        ]
+        known = await self.ledger.apply_reports(moves, now)
+        log.debug("Wrote %d delivery reports in one group", len(group))
+        return [(move.report_id, move.provider_message_id in known) for move in moves]
 
 
 async def apply_waiting(
-    ledger: Ledger,
-    waiting: Sequence[Row],
-    message_ids: dict[str, int],
-    now: dt.datetime,
+    ledger: Ledger, waiting: Sequence[Row], now: dt.datetime
 ) -> None:
     """Apply, in arrival order, reports that came before their sends were
-    recorded; message_ids maps each report's provider id to its message."""
-    for report in waiting:
-        await apply_report(
-            ledger,
-            message_ids[report.provider_message_id],
-            report.status,
-            report.failure_reason,
-            now,
-            report.cost_micros,
-            report.cost_currency,
-        )
-        await ledger.mark_applied(report.report_id)
+    recorded, in one transaction."""
+    if not waiting:
+        return
+    await ledger.apply_reports(
+        [
+            move_of(
+                report.report_id,
+                report.provider_message_id,
+                report.status,
+                report.failure_reason,
+                report.cost_micros,
+                report.cost_currency,
+            )
+            for report in waiting
+        ],
+        now,
+    )
 
 
 async def apply_test_report(

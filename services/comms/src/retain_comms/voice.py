@@ -169,15 +169,10 @@ class VoiceResponder:
             }
         )
 
-        message = await self.ledger.find_by_provider_id(session_id)
-        if message is None:
+        move = reports.move_of(report_id, session_id, status, reason, cost, currency)
+        if session_id not in await self.ledger.apply_reports([move], now):
             # The worker applies it once it records the call's session id.
             log.info("Voice report %d waits for call %s", report_id, session_id)
-            return
-        await reports.apply_report(
-            self.ledger, message.message_id, status, reason, now, cost, currency
-        )
-        await self.ledger.mark_applied(report_id)
 
 
 def _call_status(form: dict[str, str]) -> tuple[str, str]:
