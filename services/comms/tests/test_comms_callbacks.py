@@ -159,7 +159,7 @@ async def test_unknown_status_is_kept_raw(stack: Stack) -> None:
     assert stored.provider_status == "Teleported"
 
 
-async def test_reports_arriving_together_are_written_as_one_group(
+async def test_concurrent_reports_share_one_group(
     stack: Stack,
 ) -> None:
     first, second, third = await submitted_messages(stack, 3)
@@ -202,18 +202,12 @@ async def test_reports_arriving_together_are_written_as_one_group(
     assert [carried for _, carried in results] == [True] * 4 + [False, True]
     by_id = {m.message_id: m for m in await stack.messages(first.campaign_id)}
     delivered, failed, waiting = (by_id[m.message_id] for m in (first, second, third))
-    assert (delivered.state, delivered.provider_status) == (
-        comms_pb2.MESSAGE_STATE_DELIVERED,
-        "Success",
-    )
-    assert (failed.state, failed.reason) == (
-        comms_pb2.MESSAGE_STATE_FAILED,
-        "DeliveryFailure",
-    )
-    assert (waiting.state, waiting.provider_status) == (
-        comms_pb2.MESSAGE_STATE_SUBMITTED,
-        "Sent",
-    )
+    assert delivered.state == comms_pb2.MESSAGE_STATE_DELIVERED
+    assert delivered.provider_status == "Success"
+    assert failed.state == comms_pb2.MESSAGE_STATE_FAILED
+    assert failed.reason == "DeliveryFailure"
+    assert waiting.state == comms_pb2.MESSAGE_STATE_SUBMITTED
+    assert waiting.provider_status == "Sent"
     async with stack.service.engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -221,10 +215,8 @@ async def test_reports_arriving_together_are_written_as_one_group(
             )
         ).all()
     applied = dict(rows)
-    assert [applied[report_id] for report_id, _ in results] == [True] * 4 + [
-        False,
-        True,
-    ]
+    expected = [True] * 4 + [False, True]
+    assert [applied[report_id] for report_id, _ in results] == expected
 
 
 async def test_report_for_unknown_message_is_accepted(stack: Stack) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from collections import Counter
 
 import pytest
-from comms_doubles import phone_of
+from comms_doubles import FakeCustomer, phone_of
 from comms_harness import API_KEY, USERNAME, Stack, eventually
 from retain.comms.v1 import comms_pb2
 from retain.type.v1 import channel_pb2
@@ -18,6 +19,7 @@ from retain_comms.africastalking import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from retain_comms.delivery import REQUESTS_AT_ONCE, Deliverer
 from retain_emulator import AfricasTalkingEmulator
 from retain_runtime.money import kes
 
@@ -106,6 +108,46 @@ async def test_read_timeout_after_send_is_delivery_unknown(stack: Stack) -> None
         return stack.emulator.receive_counts() == {phone_of(1): 1}
 
     assert await eventually(accepted)
+
+
+async def test_batch_deadline_releases_unstarted_requests(stack: Stack) -> None:
+    stack.emulator.set_callback_url(None)
+    customers = range(1, 21)
+    for customer_id in customers:
+        # A first name each, so each message takes a request of its own.
+        name = "Amina" + "abcdefghijklmnopqrstuvwxyz"[customer_id]
+        stack.user.add(FakeCustomer(customer_id, first_name=name))
+        stack.inference.scores[customer_id] = 0.9
+    campaign = await stack.launch(holdout_share=0.0)
+    ids = [m.message_id for m in await stack.messages(campaign.campaign_id)]
+    assert len(ids) == len(customers)
+    stack.emulator.delay_next_requests(len(ids), 1.5)
+    settings = dataclasses.replace(stack.settings, batch_send_seconds=0.5)
+    deliverer = Deliverer(settings, stack.clock)
+
+    try:
+        with pytest.raises(ProviderUnavailable, match="ran out of its 0.5 s"):
+            await deliverer.send_batch(ids)
+    finally:
+        await deliverer.close()
+
+    # The first requests started in time; the others' messages wait again.
+    states = Counter(m.state for m in await stack.messages(campaign.campaign_id))
+    assert states == {
+        comms_pb2.MESSAGE_STATE_SUBMITTED: REQUESTS_AT_ONCE,
+        comms_pb2.MESSAGE_STATE_PENDING: len(ids) - REQUESTS_AT_ONCE,
+    }
+    assert len(stack.emulator.receive_counts()) == REQUESTS_AT_ONCE
+
+    # The worker takes the batch from the queue and sends only the rest.
+    stack.start_worker()
+
+    async def all_submitted() -> bool:
+        found = await stack.messages(campaign.campaign_id)
+        return all(m.state == comms_pb2.MESSAGE_STATE_SUBMITTED for m in found)
+
+    assert await eventually(all_submitted)
+    assert stack.emulator.receive_counts() == {phone_of(c): 1 for c in customers}
 
 
 async def test_server_errors_are_retried(stack: Stack) -> None:

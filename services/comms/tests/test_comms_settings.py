@@ -46,6 +46,7 @@ def test_emulator_urls_are_loopback(url: str) -> None:
         ("AT_BASE_URL", "api.africastalking.com"),
         ("AT_UNIT_PRICE_KES", "eighty cents"),
         ("RETAIN_WORKER_THREADS", "0"),
+        ("AT_TIMEOUT_SECONDS", "30"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:

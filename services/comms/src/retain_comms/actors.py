@@ -16,13 +16,14 @@ from retain_comms.delivery import Deliverer
 from retain_comms.queue import QUEUE_NAME, SEND_ACTOR
 
 # A batch makes one GetContacts call of up to 30 s and its provider requests,
-# 8 at a time, each of at most three HTTP attempts of AT_TIMEOUT_SECONDS. A
-# batch of one text makes one request, so two minutes bound it with the
-# default timeout. NOTE: a batch of many distinct texts to a provider that
-# times out on every attempt can outlast the limit. Its claimed messages
-# then become DELIVERY_UNKNOWN and are never sent twice. Retries cover a peer or the
-# provider being down before anything was sent, and the ledger's claim makes
-# a retry after a send a no-op.
+# 8 at a time, each of at most three HTTP attempts of AT_TIMEOUT_SECONDS. It
+# starts requests only in its first batch_send_seconds (60 s) and puts the
+# messages of requests not started back to PENDING for a retry, so with the
+# default timeout of 10 s it ends within the time limit. A batch cut short by
+# the limit leaves its claimed messages SENDING; they become DELIVERY_UNKNOWN
+# and are never sent twice. Retries cover a peer or the provider being down
+# before anything was sent, and the ledger's claim makes a retry after a send
+# a no-op.
 SEND_OPTIONS = {
     "max_retries": 3,
     "min_backoff": 1_000,

@@ -75,6 +75,9 @@ class Verdicts:
     # blacklisted are numbers AT returned the status UserInBlacklist for.
     blacklisted: list[str] = field(default_factory=list)
     unavailable: bool = False
+    # late is true when requests were not made because the batch ran out of
+    # time to start them.
+    late: bool = False
 
     def merge(self, other: Verdicts) -> None:
         self.outcomes += other.outcomes
@@ -82,6 +85,7 @@ class Verdicts:
         self.pauses += other.pauses
         self.blacklisted += other.blacklisted
         self.unavailable = self.unavailable or other.unavailable
+        self.late = self.late or other.late
 
 
 class Deliverer:
@@ -133,6 +137,9 @@ class Deliverer:
 
     async def send_batch(self, message_ids: Sequence[int]) -> None:
         await self._open()
+        # Requests start only before this time, so the batch ends within the
+        # actor's time limit however slow the provider is.
+        deadline = asyncio.get_running_loop().time() + self.settings.batch_send_seconds
         now = self.clock.now()
         rows = await self.batches.load(message_ids)
         if len(rows) < len(set(message_ids)):
@@ -148,7 +155,7 @@ class Deliverer:
         if len(claimed) < len(ready) - len(capped):
             log.debug("Some messages were claimed by another delivery")
         if claimed:
-            await self._deliver(claimed)
+            await self._deliver(claimed, deadline)
 
     async def _screen(
         self, rows: Sequence[Row], now: dt.datetime
@@ -213,7 +220,7 @@ class Deliverer:
                 not_before_time=opening,
             )
 
-    async def _deliver(self, claimed: list[Row]) -> None:
+    async def _deliver(self, claimed: list[Row], deadline: float) -> None:
         """Re-check consent, fill the templates and hand the batch over."""
         try:
             contacts = await self._contacts(claimed)
@@ -223,7 +230,7 @@ class Deliverer:
         plan = plan_requests(claimed, contacts, not self.settings.at_is_loopback)
         slots = asyncio.Semaphore(REQUESTS_AT_ONCE)
         results = await asyncio.gather(
-            *(self._send(request, slots) for request in plan.requests),
+            *(self._send(request, slots, deadline) for request in plan.requests),
             return_exceptions=True,
         )
         verdicts = Verdicts(outcomes=plan.outcomes)
@@ -245,6 +252,12 @@ class Deliverer:
                 "the provider was unavailable; the released messages are sent "
                 "again when Dramatiq retries the batch"
             )
+        if verdicts.late:
+            raise ProviderUnavailable(
+                f"the batch ran out of its {self.settings.batch_send_seconds:g} s to "
+                "start requests; the released messages are sent again when "
+                "Dramatiq retries the batch"
+            )
 
     async def _contacts(self, rows: Sequence[Row]) -> dict[int, user_pb2.Contact]:
         """Return the contacts of the customers who still hold consent for
@@ -265,12 +278,20 @@ class Deliverer:
         return contacts
 
     async def _send(
-        self, request: ProviderRequest, slots: asyncio.Semaphore
+        self, request: ProviderRequest, slots: asyncio.Semaphore, deadline: float
     ) -> Verdicts:
-        """Make one provider request once a slot is free; return its verdicts."""
+        """Make one provider request once a slot is free, unless the deadline
+        has passed by then; return its verdicts."""
         numbers = list(request.messages)
         ids = [row.message_id for row in request.messages.values()]
         async with slots:
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning(
+                    "Messages %s go back to pending: their batch has no time "
+                    "left to start a request",
+                    ids,
+                )
+                return Verdicts(released=ids, late=True)
             try:
                 if request.kind is Kind.VOICE:
                     calls = await self.provider.call_bulk(numbers)

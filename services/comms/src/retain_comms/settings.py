@@ -20,6 +20,11 @@ from retain_runtime.settings import Env, ServiceSettings
 DEFAULT_AT_BASE_URL = "https://api.africastalking.com"
 DEFAULT_AT_VOICE_BASE_URL = "https://voice.africastalking.com"
 DEFAULT_SEND_BATCH = 100
+# A request started at a batch's deadline makes at most three attempts of
+# AT_TIMEOUT_SECONDS with backoff between them, so with these two bounds a
+# batch ends inside the actor's time limit of 120 s.
+DEFAULT_BATCH_SEND_SECONDS = 60.0
+MAX_AT_TIMEOUT_SECONDS = 15.0
 # GetContacts takes at most 1000 customer ids, so a batch is at most that.
 MAX_SEND_BATCH = 1000
 # NOTE: AT publishes no per-account send rate; this default is a guess. Set
@@ -60,6 +65,9 @@ class CommsSettings:
     at_send_rate_per_second: float = DEFAULT_SEND_RATE
     # at_voice_call_price_micros is the budget a launch reserves per call.
     at_voice_call_price_micros: int = 3 * MICROS
+    # batch_send_seconds is how long after its start a batch may start
+    # provider requests; see SEND_OPTIONS in actors.py.
+    batch_send_seconds: float = DEFAULT_BATCH_SEND_SECONDS
 
     @property
     def at_is_loopback(self) -> bool:
@@ -85,7 +93,7 @@ class CommsSettings:
             at_sender_id=env.str("AT_SENDER_ID", ""),
             at_callback_secret=_required(env, "RETAIN_AT_CALLBACK_SECRET"),
             at_unit_price_micros=_kes(env, "AT_UNIT_PRICE_KES", "0.8"),
-            at_timeout_seconds=_positive(env, "AT_TIMEOUT_SECONDS", 10.0),
+            at_timeout_seconds=_at_timeout(env),
             at_low_balance_micros=_kes(env, "AT_LOW_BALANCE_KES", "100"),
             worker_threads=int(_positive(env, "RETAIN_WORKER_THREADS", 8)),
             sweep_interval_seconds=_positive(env, "RETAIN_COMMS_SWEEP_SECONDS", 5.0),
@@ -153,6 +161,18 @@ def _batch_size(env: Env) -> int:
     value = env.int(name, DEFAULT_SEND_BATCH)
     if not 1 <= value <= MAX_SEND_BATCH:
         raise SettingsError(name, f'"{value}" must be from 1 to {MAX_SEND_BATCH}')
+    return value
+
+
+def _at_timeout(env: Env) -> float:
+    name = "AT_TIMEOUT_SECONDS"
+    value = _positive(env, name, 10.0)
+    if value > MAX_AT_TIMEOUT_SECONDS:
+        raise SettingsError(
+            name,
+            f'"{value}" must be at most {MAX_AT_TIMEOUT_SECONDS:g}, so that a batch '
+            "of sends ends within its time limit",
+        )
     return value
 
 
