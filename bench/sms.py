@@ -13,9 +13,10 @@ HTTP POSTs to an emulator, from 1 and from 4 processes, gives the limit of the
 path without the pipeline: once with one recipient per POST, and once with
 RETAIN_COMMS_SEND_BATCH recipients per POST, as the workers send one text.
 
-Every customer of a run has the first name Amina unless --distinct-names is
-given, so a batch of messages has one text and goes out in one request. With
---distinct-names every text differs and each message takes a request.
+Every customer of a run has another first name, so every text differs and
+each message takes a request, as in a campaign whose template fills the first
+name. With --shared-text every customer is named Amina, so a batch of messages
+has one text and goes out in one request.
 
 A run's rate is messages / (time of the last acceptance at the emulator -
 time of the LaunchCampaign call), so it includes selection, the ledger write
@@ -23,7 +24,7 @@ and the enqueue. It counts numbers received more than once (duplicates) and
 messages without a final state after --settle-timeout seconds (lost).
 
 Usage: python bench/sms.py [--messages 5000] [--threads 8] [--fault-rate 0.05]
-       [--distinct-names] [--no-reports] [--json PATH]
+       [--shared-text] [--no-reports] [--json PATH]
 """
 
 from __future__ import annotations
@@ -147,10 +148,10 @@ def parse_args() -> argparse.Namespace:
         "send path alone; a SUBMITTED message then counts as done",
     )
     parser.add_argument(
-        "--distinct-names",
+        "--shared-text",
         action="store_true",
-        help="give every customer a different first name, so no two messages "
-        "share a text or a request",
+        help="give every customer the first name Amina, so a batch of messages "
+        "shares one text and one request",
     )
     parser.add_argument("--json", help="write the results to this file")
     return parser.parse_args()
@@ -192,7 +193,7 @@ def summary(
         "threads_per_worker": args.threads,
         "fault_rate": args.fault_rate,
         "delivery_reports": not args.no_reports,
-        "distinct_names": args.distinct_names,
+        "shared_text": args.shared_text,
         "per_s_1_worker": round(one_worker.per_s, 1),
         "per_s_4_workers": round(four_workers.per_s, 1),
         "per_s_4_workers_faults": round(faults.per_s, 1),
@@ -335,10 +336,10 @@ async def measure(
     redis: Redis,
 ) -> RunResult:
     ids = range(FIRST_CUSTOMER, FIRST_CUSTOMER + args.messages)
-    if args.distinct_names:
-        add_named_customers(stack, ids)
-    else:
+    if args.shared_text:
         stack.add_customers(ids, probability=0.9)
+    else:
+        add_named_customers(stack, ids)
     numbers = {phone_of(c) for c in ids}
     cpu = CpuMeter(processes, postgres, redis)
     threads = ThreadCpuMeter(stack)
