@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from urllib.parse import urlencode
 
+import pytest
+import retain_emulator.voice
 from comms_doubles import TEMPLATES, phone_of
-from comms_harness import Stack
+from comms_harness import SECRET, Stack
+from google.api import httpbody_pb2
 from retain.comms.v1 import comms_pb2
 from retain.type.v1 import channel_pb2
 from retain_comms.queue import SendQueue
@@ -46,6 +50,45 @@ async def test_voice_campaign_calls_and_records_outcome(stack: Stack) -> None:
     calls = stack.emulator.voice_calls()
     assert {c["sessionId"] for c in calls} == {m.provider_message_id for m in messages}
     assert stack.emulator.messages() == []
+
+
+async def test_call_ended_before_recorded_applies_later(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The call's end is reported before the worker places the call, so its
+    # report waits until the worker records the session id.
+    session_id = "ATVId_ended_early"
+    monkeypatch.setattr(retain_emulator.voice, "new_session_id", lambda: session_id)
+    stack.emulator.set_voice_callback_url(None)
+    add_voice_customers(stack, range(1, 2))
+    ended = {
+        "isActive": "0",
+        "sessionId": session_id,
+        "direction": "Outbound",
+        "callerNumber": phone_of(1),
+        "durationInSeconds": "12",
+        "currencyCode": "KES",
+        "amount": "3.0000",
+    }
+    await stack.comms.ReceiveVoiceEvent(
+        comms_pb2.ReceiveVoiceEventRequest(
+            secret=SECRET,
+            http_body=httpbody_pb2.HttpBody(
+                content_type="application/x-www-form-urlencoded",
+                data=urlencode(ended).encode(),
+            ),
+        ),
+        timeout=5,
+    )
+    stack.start_worker()
+
+    campaign = await stack.launch(holdout_share=0.0, channel=VOICE)
+    (message,) = await stack.settled(campaign.campaign_id)
+
+    assert message.provider_message_id == session_id
+    assert message.state == DELIVERED
+    assert message.cost.amount_micros == CALL_PRICE_MICROS
+    assert len(stack.emulator.voice_calls()) == 1
 
 
 async def test_voice_campaign_reads_template_with_name(stack: Stack) -> None:
