@@ -80,3 +80,46 @@ async def test_runner_records_its_replica_on_jobs(database_url) -> None:
     assert job["owner"] == "replica-a"
     assert owner == "replica-a"
     assert state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
+    server.prepare_database(database_url)
+    engine = db.async_engine(database_url)
+    store = Store(engine)
+    runner = JobRunner(store, Clock(), "replica-a", lease_seconds=1.0)
+    finish = asyncio.Event()
+
+    async def work(progress) -> str:
+        await finish.wait()
+        return "done"
+
+    async def state_of(job_id: str) -> tuple[int, str]:
+        async with engine.connect() as conn:
+            query = sa.select(jobs.c.state, jobs.c.message)
+            row = (await conn.execute(query.where(jobs.c.job_id == job_id))).one()
+        return row.state, row.message
+
+    try:
+        gone = await add_job(store, SCORING_RUN, "replica-gone", RUNNING)
+        await store.update_job(gone, NOW, lease_expire_time=NOW)
+        unleased = await add_job(store, SCORING_RUN, "replica-b", RUNNING)
+        live = await runner.start(SCORING_RUN, work)
+        runner.watch_leases()
+        # Two and a half leases: the live job's lease would have expired
+        # twice without renewal.
+        await asyncio.sleep(2.5)
+        gone_state, gone_message = await state_of(gone)
+        unleased_state, _ = await state_of(unleased)
+        live_state, _ = await state_of(live["job_id"])
+        finish.set()
+        await asyncio.gather(*runner.tasks)
+        finished_state, _ = await state_of(live["job_id"])
+    finally:
+        await runner.stop()
+        await engine.dispose()
+
+    assert gone_state == FAILED
+    assert "replica-gone stopped renewing its lease" in gone_message
+    assert unleased_state == RUNNING
+    assert live_state == RUNNING
+    assert finished_state == job_pb2.JOB_STATE_SUCCEEDED

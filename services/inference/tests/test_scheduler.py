@@ -240,6 +240,7 @@ def test_shard_ranges_split_ids_evenly(first, last, shards, expected) -> None:
         ("RETAIN_SCORING_INTERVAL_SECONDS", "-1"),
         ("RETAIN_SCORE_PAGE_SIZE", "20000"),
         ("RETAIN_REPLICA_ID", " "),
+        ("RETAIN_JOB_LEASE_SECONDS", "0.5"),
     ],
 )
 def test_bad_scoring_setting_is_rejected(variable: str, value: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,13 +39,63 @@ class Progress:
 
 
 class JobRunner:
-    """Starts jobs as asyncio tasks and keeps a reference until each ends."""
+    """Starts jobs as asyncio tasks and keeps a reference until each ends.
 
-    def __init__(self, store: Store, clock: Clock, owner: str) -> None:
+    While a job runs, the runner renews its lease every third of
+    lease_seconds. With watch_leases started, it also fails the jobs of any
+    replica whose leases have expired, such as those of a replica that
+    stopped and never came back under its id.
+    """
+
+    def __init__(
+        self, store: Store, clock: Clock, owner: str, lease_seconds: float = 60.0
+    ) -> None:
         self.store = store
         self.clock = clock
         self.owner = owner  # this replica's id, recorded on every job it runs
+        self.lease_seconds = lease_seconds
         self.tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def watch_leases(self) -> None:
+        """Fail expired jobs of every replica, every half lease, until stop."""
+        self._watcher = asyncio.create_task(self._watch_leases())
+
+    async def _watch_leases(self) -> None:
+        while True:
+            try:
+                for job_id, owner in await self.store.fail_expired_jobs(
+                    self.clock.now()
+                ):
+                    log.warning(
+                        "Job %s of replica %s failed: its lease expired", job_id, owner
+                    )
+            except Exception:
+                # The next pass tries again; a missed pass only delays it.
+                log.exception("Checking job leases failed")
+            await asyncio.sleep(self.lease_seconds / 2)
+
+    def _lease_end(self) -> dt.datetime:
+        return self.clock.now() + dt.timedelta(seconds=self.lease_seconds)
+
+    async def _renew(self, job_id: str) -> None:
+        """Renew a job's lease every third of lease_seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await self.store.renew_lease(
+                    job_id, self.owner, self._lease_end()
+                ):
+                    log.warning(
+                        "Job %s is no longer running under replica %s, for example "
+                        "because another replica failed it after its lease "
+                        "expired; the lease is not renewed",
+                        job_id,
+                        self.owner,
+                    )
+                    return
+            except Exception:
+                log.exception("Renewing the lease of job %s failed", job_id)
 
     async def start(self, kind: str, work: Work) -> dict[str, Any]:
         """Record a queued job and run work in the background."""
@@ -66,8 +117,13 @@ class JobRunner:
     async def _run(self, job_id: str, kind: str, work: Work) -> None:
         log.info("Job %s (%s) started", job_id, kind)
         await self.store.update_job(
-            job_id, self.clock.now(), state=job_pb2.JOB_STATE_RUNNING, owner=self.owner
+            job_id,
+            self.clock.now(),
+            state=job_pb2.JOB_STATE_RUNNING,
+            owner=self.owner,
+            lease_expire_time=self._lease_end(),
         )
+        renewing = asyncio.create_task(self._renew(job_id))
         try:
             result_id = await work(Progress(self, job_id))
         except asyncio.CancelledError:
@@ -87,6 +143,8 @@ class JobRunner:
                 message=f"{type(error).__name__}: {error}",
             )
             return
+        finally:
+            renewing.cancel()
         await self.store.update_job(
             job_id,
             self.clock.now(),
@@ -97,6 +155,8 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Cancel running jobs and wait for them to record it."""
+        if self._watcher is not None:
+            self._watcher.cancel()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

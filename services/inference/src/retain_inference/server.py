@@ -82,7 +82,8 @@ async def start(
         )
     channel = aio_channel(service.targets["events"], service.certs)
     events = EventsClient(events_pb2_grpc.EventsServiceStub(channel))
-    jobs = JobRunner(store, clock, settings.replica_id)
+    jobs = JobRunner(store, clock, settings.replica_id, settings.job_lease_seconds)
+    jobs.watch_leases()
     registry = Registry(store, events, clock, settings.torch_threads)
     runs = ScoringRuns(
         store,

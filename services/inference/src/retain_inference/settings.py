@@ -26,6 +26,10 @@ class InferenceSettings:
     # unfinished jobs of its own id, so give each replica an id that is unique
     # and the same across its restarts. Nothing checks that two replicas differ.
     replica_id: str
+    # Seconds a job stays taken after its replica last renewed it. The
+    # replica renews it every third of that, and any replica fails a job whose
+    # lease has expired.
+    job_lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -38,6 +42,7 @@ class InferenceSettings:
             scoring_interval_seconds=env.float("RETAIN_SCORING_INTERVAL_SECONDS", 0),
             scoring_shards=env.int("RETAIN_SCORING_SHARDS", 1),
             replica_id=env.str("RETAIN_REPLICA_ID", socket.gethostname()),
+            job_lease_seconds=env.float("RETAIN_JOB_LEASE_SECONDS", 60.0),
         )
         settings.check()
         return settings
@@ -67,6 +72,11 @@ class InferenceSettings:
         if not self.replica_id.strip():
             raise SettingsError(
                 "RETAIN_REPLICA_ID", "is empty; unset it to use the host name"
+            )
+        if self.job_lease_seconds < 1:
+            raise SettingsError(
+                "RETAIN_JOB_LEASE_SECONDS",
+                f'"{self.job_lease_seconds:g}" must be at least 1',
             )
         if self.scoring_shards < 1:
             raise SettingsError(

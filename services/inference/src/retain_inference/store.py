@@ -27,6 +27,8 @@ from retain_inference.tables import (
     scoring_runs,
 )
 
+_UNFINISHED = (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING)
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -72,9 +74,8 @@ class Store:
         replicas may be running theirs. Queued scheduled runs stay queued,
         because any replica may claim them. Returns the number of jobs failed.
         """
-        # NOTE: a replica that never comes back under the same id leaves its
-        # jobs running in the table. A lease that the owner renews would let
-        # any replica fail them.
+        # A replica that never comes back under the same id leaves its jobs
+        # to fail_expired_jobs, once their leases expire.
         interrupted = sa.or_(
             jobs.c.state == job_pb2.JOB_STATE_RUNNING,
             sa.and_(
@@ -94,6 +95,45 @@ class Store:
                 )
             )
         return int(result.rowcount)
+
+    async def renew_lease(
+        self, job_id: str, owner: str, lease_expire_time: dt.datetime
+    ) -> bool:
+        """Extend the lease of a queued or running job of owner; return False
+        when the job has ended or belongs to another replica."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.job_id == job_id,
+                    jobs.c.owner == owner,
+                    jobs.c.state.in_(_UNFINISHED),
+                )
+                .values(lease_expire_time=lease_expire_time)
+            )
+        return bool(result.rowcount)
+
+    async def fail_expired_jobs(self, now: dt.datetime) -> list[tuple[str, str]]:
+        """Mark as failed every queued or running job whose lease expired
+        before now; return their (job id, owner) pairs."""
+        message = sa.func.concat(
+            "failed because replica ",
+            sa.func.coalesce(jobs.c.owner, "unknown"),
+            " stopped renewing its lease; start it again",
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.state.in_(_UNFINISHED),
+                    jobs.c.lease_expire_time < now,
+                )
+                .values(
+                    state=job_pb2.JOB_STATE_FAILED, update_time=now, message=message
+                )
+                .returning(jobs.c.job_id, jobs.c.owner)
+            )
+            return [(str(job_id), str(owner)) for job_id, owner in result.all()]
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         async with self.engine.connect() as conn:

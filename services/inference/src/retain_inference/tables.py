@@ -25,6 +25,9 @@ jobs = sa.Table(
     sa.Column("update_time", sa.DateTime(timezone=True)),
     # The replica id (RETAIN_REPLICA_ID) of the process that runs the job.
     sa.Column("owner", sa.Text),
+    # The owner renews the lease while the job is queued or running. Any
+    # replica fails a job whose lease has expired.
+    sa.Column("lease_expire_time", sa.DateTime(timezone=True)),
 )
 model_versions = sa.Table(
     "model_versions",
