@@ -163,7 +163,7 @@ async def test_concurrent_reports_share_one_group(
     stack: Stack,
 ) -> None:
     first, second, third = await submitted_messages(stack, 3)
-    writer = ReportWriter(Ledger(stack.service.engine))
+    writer = ReportWriter(Ledger(stack.service.engine), stack.clock)
     groups: list[int] = []
     add_reports = writer.ledger.add_reports
 
@@ -191,8 +191,7 @@ async def test_concurrent_reports_share_one_group(
                     "failure_reason": reason,
                     "body": "",
                     "receive_time": now,
-                },
-                now,
+                }
             )
             for provider_id, status, reason in sent
         )
@@ -217,6 +216,59 @@ async def test_concurrent_reports_share_one_group(
     applied = dict(rows)
     expected = [True] * 4 + [False, True]
     assert [applied[report_id] for report_id, _ in results] == expected
+
+
+async def test_report_with_nul_is_stored_beside_others(stack: Stack) -> None:
+    first, second = await submitted_messages(stack, 2)
+
+    await asyncio.gather(
+        stack.comms.ReceiveDeliveryReport(
+            report_request(first.provider_message_id, "Success"), timeout=5
+        ),
+        stack.comms.ReceiveDeliveryReport(
+            report_request(second.provider_message_id + "\0", "Success"), timeout=5
+        ),
+    )
+
+    by_id = {m.message_id: m for m in await stack.messages(first.campaign_id)}
+    assert by_id[first.message_id].state == comms_pb2.MESSAGE_STATE_DELIVERED
+    assert by_id[second.message_id].state == comms_pb2.MESSAGE_STATE_SUBMITTED
+    assert await report_count(stack) == 2
+
+
+async def test_failed_group_is_written_report_by_report(stack: Stack) -> None:
+    first, second = await submitted_messages(stack, 2)
+    writer = ReportWriter(Ledger(stack.service.engine), stack.clock)
+    add_reports = writer.ledger.add_reports
+
+    async def reject_bad(rows: list[dict[str, object]]) -> list[int]:
+        if any(row["status"] == "Bad" for row in rows):
+            raise RuntimeError("a report the database rejects")
+        return await add_reports(rows)
+
+    writer.ledger.add_reports = reject_bad  # type: ignore[method-assign]
+    now = stack.clock.now()
+
+    def row(message: comms_pb2.Message, status: str) -> dict[str, object]:
+        return {
+            "provider_message_id": message.provider_message_id,
+            "status": status,
+            "failure_reason": "",
+            "body": "",
+            "receive_time": now,
+        }
+
+    good, bad = await asyncio.gather(
+        writer.add(row(first, "Success")),
+        writer.add(row(second, "Bad")),
+        return_exceptions=True,
+    )
+
+    assert isinstance(bad, RuntimeError)
+    assert not isinstance(good, BaseException)
+    assert good[1] is True
+    by_id = {m.message_id: m for m in await stack.messages(first.campaign_id)}
+    assert by_id[first.message_id].state == comms_pb2.MESSAGE_STATE_DELIVERED
 
 
 async def test_report_for_unknown_message_is_accepted(stack: Stack) -> None:

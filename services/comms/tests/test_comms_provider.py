@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from comms_doubles import FakeCustomer, phone_of
@@ -216,3 +218,45 @@ async def test_client_reads_cost_and_message_id() -> None:
     assert result.provider_message_id == accepted["messageId"]
     assert result.cost_micros == 800_000
     assert result.currency == "KES"
+
+
+async def test_client_rejects_redirect_without_following() -> None:
+    with AfricasTalkingEmulator(USERNAME, API_KEY) as emulator:
+        redirect = RedirectServer(f"{emulator.base_url}/version1/messaging")
+        client = AfricasTalkingClient(redirect.base_url, USERNAME, API_KEY)
+        try:
+            with pytest.raises(ProviderRejected, match="HTTP 307.*AT_BASE_URL"):
+                await client.send(phone_of(1), "Hello")
+        finally:
+            await client.aclose()
+            redirect.stop()
+        assert emulator.messages() == []
+
+
+class RedirectServer:
+    """Answers every request with HTTP 307 to location."""
+
+    def __init__(self, location: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(307)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

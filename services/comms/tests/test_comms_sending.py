@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from retain.type.v1 import channel_pb2
 from retain.user.v1 import user_pb2
 from retain_comms.africastalking import Outcome, Reply, _parse_send_reply
@@ -112,3 +113,18 @@ def test_number_missing_from_reply_is_unknown() -> None:
     assert verdicts[NUMBER].outcome is Outcome.SUBMITTED
     assert verdicts[NUMBER].cost_micros == 800_000
     assert verdicts[OTHER].outcome is Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"SMSMessageData": {}}',
+        b'{"SMSMessageData": {"Message": "", "Recipients": [{"number": "x"}]}}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["no-recipients", "no-status", "nested"],
+)
+def test_reply_without_verdict_is_unknown(body: bytes) -> None:
+    verdicts = _parse_send_reply(Reply(201, body), [NUMBER])
+
+    assert verdicts[NUMBER].outcome is Outcome.UNKNOWN

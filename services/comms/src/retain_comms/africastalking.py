@@ -38,6 +38,10 @@ _ACCEPTED = frozenset({"Processed", "Success", "Sent", "Queued"})
 # The voice API's status of a call it accepted and will place.
 _CALL_QUEUED = "Queued"
 
+# AT's reply to a send of 100 recipients is about 15 KB; a longer reply is
+# not read.
+MAX_REPLY_BYTES = 4 * 2**20
+
 # Errors raised before any byte of the request reached the provider: no
 # connection, or none free in the pool within the connect timeout.
 _NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -84,6 +88,8 @@ class Reply:
 
     status_code: int
     content: bytes
+    # location is the Location header of a redirect.
+    location: str = ""
 
     @property
     def text(self) -> str:
@@ -134,8 +140,12 @@ class AfricasTalkingClient:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._headers = {"apiKey": api_key, "Accept": "application/json"}
+        # The total includes the connect time, so that a connection that never
+        # opens fails as a connect timeout, which is retried, before the total
+        # runs out, which is not.
+        connect_seconds = min(5.0, timeout_seconds)
         self._timeout = aiohttp.ClientTimeout(
-            total=timeout_seconds, connect=min(5.0, timeout_seconds)
+            total=connect_seconds + timeout_seconds, connect=connect_seconds
         )
         # aiohttp's session belongs to the event loop it is made in, so it is
         # made at the first request. aiohttp spends about a quarter of httpx's
@@ -254,12 +264,11 @@ class AfricasTalkingClient:
         url = (base_url or self.base_url) + path
         for attempt in range(1, self.max_attempts + 1):
             try:
-                async with self._session().request(method, url, **kwargs) as reply:
-                    response = Reply(reply.status, await reply.read())
+                response = await self._attempt(method, url, **kwargs)
             except _NOT_SENT_ERRORS as error:
                 failure = f"{type(error).__name__}: {error}"
             else:
-                if response.status_code < 500:
+                if not 500 <= response.status_code < 600:
                     return response
                 failure = f"HTTP {response.status_code}"
             if attempt == self.max_attempts:
@@ -278,8 +287,37 @@ class AfricasTalkingClient:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
+    async def _attempt(self, method: str, url: str, **kwargs: Any) -> Reply:
+        """Make one HTTP request and read its reply, up to MAX_REPLY_BYTES.
+
+        A redirect is not followed, because the request would go to another
+        host with the API key; _raise_for_client_error rejects it.
+        """
+        session = self._session()
+        async with session.request(
+            method, url, allow_redirects=False, **kwargs
+        ) as reply:
+            location = reply.headers.get("Location", "")
+            chunks, size = [], 0
+            async for chunk in reply.content.iter_chunked(2**16):
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    # An empty body reads as an unreadable reply, so the
+                    # outcome of a send is unknown.
+                    log.warning("Reply to %s %s is over %d bytes", method, url, size)
+                    return Reply(reply.status, b"", location)
+                chunks.append(chunk)
+            return Reply(reply.status, b"".join(chunks), location)
+
 
 def _raise_for_client_error(response: Reply) -> None:
+    if 300 <= response.status_code < 400:
+        # The server did not act on the request at this address.
+        raise ProviderRejected(
+            f"HTTP {response.status_code} from Africa's Talking redirects to "
+            f"{response.location[:200]!r}; set AT_BASE_URL (or AT_VOICE_BASE_URL) "
+            "to the address that serves the API"
+        )
     if 400 <= response.status_code < 500:
         raise ProviderRejected(
             f"HTTP {response.status_code} from Africa's Talking: {response.text[:200]}"
@@ -295,10 +333,14 @@ def _parse_send_reply(
         recipients = list(data.get("Recipients") or [])
         summary = str(data.get("Message", ""))
         by_number = {str(entry["number"]): dict(entry) for entry in recipients}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         log.warning("Send reply for %d numbers is not AT's JSON", len(phone_numbers))
         unreadable = SendResult(Outcome.UNKNOWN, reason="unreadable send reply")
         return dict.fromkeys(phone_numbers, unreadable)
+    if not recipients and not summary:
+        log.warning("Send reply for %d numbers names no recipient", len(phone_numbers))
+        empty = SendResult(Outcome.UNKNOWN, reason="send reply without recipients")
+        return dict.fromkeys(phone_numbers, empty)
     if not recipients:
         # AT reports a request-wide problem, such as InvalidSenderId, this way.
         failed = SendResult(Outcome.FAILED, provider_status=summary, reason=summary)
@@ -322,7 +364,7 @@ def _parse_call_reply(
         entries = [dict(entry) for entry in data.get("entries") or []]
         error_message = str(data.get("errorMessage") or "")
         by_number = {str(entry.get("phoneNumber", "")): entry for entry in entries}
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         log.warning("Call reply for %d numbers is not AT's JSON", len(phone_numbers))
         unreadable = CallResult(Outcome.UNKNOWN, reason="unreadable call reply")
         return dict.fromkeys(phone_numbers, unreadable)
@@ -356,6 +398,8 @@ def _call_entry_result(entry: dict[str, Any]) -> CallResult:
 
 def _recipient_result(recipient: dict[str, Any]) -> SendResult:
     status = str(recipient.get("status", ""))
+    if not status:
+        return SendResult(Outcome.UNKNOWN, reason="no status in the send reply")
     if status not in _ACCEPTED:
         if status == "UserInBlacklist":
             return SendResult(

@@ -37,12 +37,16 @@ OPT_IN_KEYWORDS = frozenset({"START"})
 
 
 def parse_form(body: bytes) -> dict[str, str]:
-    """Return the first value of each field of a form-encoded body."""
+    """Return the first value of each field of a form-encoded body.
+
+    NUL characters, which a PostgreSQL text column cannot hold, become U+FFFD,
+    as undecodable bytes do.
+    """
     fields: dict[str, str] = {}
     for name, value in parse_qsl(
         body.decode("utf-8", errors="replace"), keep_blank_values=True
     ):
-        fields.setdefault(name, value)
+        fields.setdefault(name.replace("\0", "\ufffd"), value.replace("\0", "\ufffd"))
     return fields
 
 
@@ -75,7 +79,7 @@ class Callbacks:
         self.peers = peers
         self.clock = clock
         self._secret = secret.encode()
-        self.report_writer = reports.ReportWriter(ledger)
+        self.report_writer = reports.ReportWriter(ledger, clock)
         self.unknown_status_count = 0
 
     def check_secret(self, supplied: str) -> None:
@@ -100,8 +104,7 @@ class Callbacks:
                 "failure_reason": form.get("failureReason", ""),
                 "body": urlencode(masked),
                 "receive_time": now,
-            },
-            now,
+            }
         )
         if status not in reports.KNOWN_STATUSES:
             self.unknown_status_count += 1

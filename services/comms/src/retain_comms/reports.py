@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from retain_runtime.clock import Clock
+
 from retain_comms.ledger import Ledger, ReportMove
 from retain_comms.states import MessageState
 from retain_comms.store import Row, Store
@@ -79,44 +81,62 @@ class ReportWriter:
     lone report waits for nothing. A caller returns once its report is
     committed and applied, as with one report at a time: the report is
     committed before its message is looked up, so a worker that records the
-    send after the lookup finds the report waiting and applies it.
+    send after the lookup finds the report waiting and applies it. When a
+    group fails, its reports are written one by one, so a report that cannot
+    be stored fails only its own caller.
     """
 
-    def __init__(self, ledger: Ledger, max_group: int = 500) -> None:
+    def __init__(self, ledger: Ledger, clock: Clock, max_group: int = 500) -> None:
         self.ledger = ledger
+        self.clock = clock
         self.max_group = max_group
         self._queued: list[_Queued] = []
         self._writing: asyncio.Task[None] | None = None
 
-    async def add(self, row: dict[str, Any], now: dt.datetime) -> tuple[int, bool]:
+    async def add(self, row: dict[str, Any]) -> tuple[int, bool]:
         """Store and apply one report; return its id and whether a message
         carries its provider id. row holds the delivery_reports columns
         provider_message_id, status, failure_reason, body and receive_time."""
         done = asyncio.get_running_loop().create_future()
         self._queued.append(_Queued(row, done))
         if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_all(now))
+            self._writing = asyncio.create_task(self._write_all())
         return await done
 
-    async def _write_all(self, now: dt.datetime) -> None:
+    async def _write_all(self) -> None:
         while self._queued:
             group = self._queued[: self.max_group]
             del self._queued[: self.max_group]
             try:
-                results = await self._write(group, now)
-            except Exception as error:
-                # Each caller answers its callback with the error, so AT sends
-                # the report again; a repeated report changes nothing.
+                results = await self._write(group, self.clock.now())
+            except Exception:
                 log.exception(
-                    "Writing a group of %d delivery reports failed", len(group)
+                    "Writing a group of %d delivery reports failed; writing them "
+                    "one by one",
+                    len(group),
                 )
                 for queued in group:
-                    if not queued.done.done():
-                        queued.done.set_exception(error)
+                    await self._write_alone(queued)
                 continue
             for queued, result in zip(group, results, strict=True):
                 if not queued.done.done():
                     queued.done.set_result(result)
+
+    async def _write_alone(self, queued: _Queued) -> None:
+        try:
+            [result] = await self._write([queued], self.clock.now())
+        except Exception as error:
+            # The caller answers its callback with the error, so AT sends the
+            # report again; a repeated report changes nothing.
+            log.exception(
+                "Writing the delivery report for %s failed",
+                queued.row["provider_message_id"][:64],
+            )
+            if not queued.done.done():
+                queued.done.set_exception(error)
+            return
+        if not queued.done.done():
+            queued.done.set_result(result)
 
     async def _write(
         self, group: list[_Queued], now: dt.datetime
