@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 from retain_cli.infra import Redis
-from retain_comms.ratelimit import SendRateLimiter
+from retain_comms.ratelimit import SendRateBusy, SendRateLimiter
 
 
 @pytest.fixture
@@ -67,3 +67,16 @@ async def test_other_namespace_has_own_bucket(
     wait = await other.try_take(1)
 
     assert wait == 0
+
+
+async def test_wait_over_limit_takes_no_tokens(
+    client: redis.asyncio.Redis, namespace: str
+) -> None:
+    limiter = SendRateLimiter(client, namespace, rate_per_second=10)
+    await limiter.try_take(25)
+
+    with pytest.raises(SendRateBusy, match="25 send tokens were not free within 0.5 s"):
+        await limiter.acquire(25, max_wait_seconds=0.5)
+
+    # The bucket is still 15 tokens short, as the first take left it.
+    assert await limiter.try_take(1) > 1.0

@@ -15,20 +15,21 @@ import dramatiq
 from retain_comms.delivery import Deliverer
 from retain_comms.queue import QUEUE_NAME, SEND_ACTOR
 
-# A batch makes one GetContacts call of up to 30 s and its provider requests,
-# 8 at a time, each of at most three HTTP attempts of AT_TIMEOUT_SECONDS. It
-# starts requests only in its first batch_send_seconds (60 s) and puts the
-# messages of requests not started back to PENDING for a retry, so with the
-# default timeout of 10 s it ends within the time limit. A batch cut short by
-# the limit leaves its claimed messages SENDING; they become DELIVERY_UNKNOWN
-# and are never sent twice. Retries cover a peer or the provider being down
-# before anything was sent, and the ledger's claim makes a retry after a send
-# a no-op.
+# A batch waits at most RATE_WAIT_SECONDS (30 s) for send tokens. It then
+# starts provider requests for batch_send_seconds (60 s, including a
+# GetContacts call of up to 30 s) and puts the messages of requests not
+# started back to PENDING for a retry. A request started at the end makes at
+# most three attempts of 5 s to connect plus AT_TIMEOUT_SECONDS (at most 15),
+# with backoff between them. So a batch ends within about 155 s, inside the
+# time limit. A batch cut short by the limit leaves its claimed messages
+# SENDING; they become DELIVERY_UNKNOWN and are never sent twice. Retries cover
+# a peer or the provider being down before anything was sent, and the ledger's
+# claim makes a retry after a send a no-op.
 SEND_OPTIONS = {
     "max_retries": 3,
     "min_backoff": 1_000,
     "max_backoff": 60_000,
-    "time_limit": 120_000,
+    "time_limit": 180_000,
 }
 
 

@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 # Provider requests of one batch in flight at once.
 REQUESTS_AT_ONCE = 8
 
+# Seconds a batch waits at most for send tokens before it claims anything.
+# Past that, SendRateBusy ends the batch and Dramatiq retries it later.
+RATE_WAIT_SECONDS = 30.0
+
 
 @dataclass
 class Verdicts:
@@ -137,9 +141,6 @@ class Deliverer:
 
     async def send_batch(self, message_ids: Sequence[int]) -> None:
         await self._open()
-        # Requests start only before this time, so the batch ends within the
-        # actor's time limit however slow the provider is.
-        deadline = asyncio.get_running_loop().time() + self.settings.batch_send_seconds
         now = self.clock.now()
         rows = await self.batches.load(message_ids)
         if len(rows) < len(set(message_ids)):
@@ -148,7 +149,10 @@ class Deliverer:
         ready, caps = await self._screen(rows, now)
         if not ready:
             return
-        await self.limiter.acquire(len(ready))
+        await self.limiter.acquire(len(ready), RATE_WAIT_SECONDS)
+        # Requests start only before this time, so the batch ends within the
+        # actor's time limit however slow the provider is.
+        deadline = asyncio.get_running_loop().time() + self.settings.batch_send_seconds
         claimed, capped = await self.batches.claim(ready, caps, self.clock.now())
         if capped:
             log.info("Messages %s are suppressed by the frequency cap", capped)

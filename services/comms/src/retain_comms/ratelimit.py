@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import redis.asyncio
 
@@ -44,6 +45,11 @@ return '0'
 """
 
 
+class SendRateBusy(Exception):
+    """Raised when the tokens were not free within the caller's wait limit;
+    none were taken."""
+
+
 class SendRateLimiter:
     """Takes tokens from the bucket shared by every worker before a send."""
 
@@ -54,16 +60,22 @@ class SendRateLimiter:
         self.rate = rate_per_second
         self._take = client.register_script(_TAKE_TOKENS)
 
-    async def acquire(self, count: int) -> None:
+    async def acquire(self, count: int, max_wait_seconds: float = math.inf) -> None:
         """Wait until count recipients may be sent to, and take their tokens.
 
-        Raises redis.RedisError when Redis cannot be reached.
+        Raises SendRateBusy when that would take longer than max_wait_seconds,
+        and redis.RedisError when Redis cannot be reached.
         """
         waited = 0.0
         while True:
             wait = await self.try_take(count)
             if wait <= 0:
                 break
+            if waited + wait > max_wait_seconds:
+                raise SendRateBusy(
+                    f"{count} send tokens were not free within "
+                    f"{max_wait_seconds:g} s at {self.rate:g} per second"
+                )
             wait = min(wait, MAX_WAIT_SECONDS)
             waited += wait
             await asyncio.sleep(wait)

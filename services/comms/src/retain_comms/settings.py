@@ -8,6 +8,7 @@ voice) and the timings of the sweeper.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -22,7 +23,7 @@ DEFAULT_AT_VOICE_BASE_URL = "https://voice.africastalking.com"
 DEFAULT_SEND_BATCH = 100
 # A request started at a batch's deadline makes at most three attempts of
 # AT_TIMEOUT_SECONDS with backoff between them, so with these two bounds a
-# batch ends inside the actor's time limit of 120 s.
+# batch ends inside the actor's time limit (SEND_OPTIONS in actors.py).
 DEFAULT_BATCH_SEND_SECONDS = 60.0
 MAX_AT_TIMEOUT_SECONDS = 15.0
 # GetContacts takes at most 1000 customer ids, so a batch is at most that.
@@ -167,17 +168,17 @@ def _batch_size(env: Env) -> int:
 def _at_timeout(env: Env) -> float:
     name = "AT_TIMEOUT_SECONDS"
     value = _positive(env, name, 10.0)
-    if value > MAX_AT_TIMEOUT_SECONDS:
+    if not value <= MAX_AT_TIMEOUT_SECONDS:
         raise SettingsError(
             name,
-            f'"{value}" must be at most {MAX_AT_TIMEOUT_SECONDS:g}, so that a batch '
-            "of sends ends within its time limit",
+            f'"{value:g}" must be at most {MAX_AT_TIMEOUT_SECONDS:g}, so that a '
+            "batch of sends ends within its time limit",
         )
     return value
 
 
 def _positive(env: Env, name: str, default: float) -> float:
     value = env.float(name, default)
-    if value <= 0:
-        raise SettingsError(name, f'"{value}" must be greater than 0')
+    if not 0 < value < math.inf:
+        raise SettingsError(name, f'"{value:g}" must be a number greater than 0')
     return value
