@@ -87,6 +87,9 @@ async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
     engine = db.async_engine(database_url)
     store = Store(engine)
     runner = JobRunner(store, Clock(), "replica-a", lease_seconds=1.0)
+    # The watching replica's clock runs an hour ahead; leases use the
+    # database's clock, so that does not matter.
+    watcher = JobRunner(store, Clock(3600.0), "replica-w", lease_seconds=1.0)
     finish = asyncio.Event()
 
     async def work(progress) -> str:
@@ -104,7 +107,7 @@ async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
         await store.update_job(gone, NOW, lease_expire_time=NOW)
         unleased = await add_job(store, SCORING_RUN, "replica-b", RUNNING)
         live = await runner.start(SCORING_RUN, work)
-        runner.watch_leases()
+        watcher.watch_leases()
         # Two and a half leases: the live job's lease would have expired
         # twice without renewal.
         await asyncio.sleep(2.5)
@@ -115,6 +118,7 @@ async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
         await asyncio.gather(*runner.tasks)
         finished_state, _ = await state_of(live["job_id"])
     finally:
+        await watcher.stop()
         await runner.stop()
         await engine.dispose()
 
@@ -123,3 +127,42 @@ async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
     assert unleased_state == RUNNING
     assert live_state == RUNNING
     assert finished_state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+async def test_job_failed_elsewhere_stays_failed(database_url) -> None:
+    server.prepare_database(database_url)
+    engine = db.async_engine(database_url)
+    store = Store(engine)
+    runner = JobRunner(store, Clock(), "replica-a", lease_seconds=60.0)
+    failed_elsewhere = asyncio.Event()
+
+    async def work(progress) -> str:
+        await failed_elsewhere.wait()
+        await progress.report(5, 10)
+        return "model-7"
+
+    try:
+        job = await runner.start(SCORING_RUN, work)
+        # Another replica finds the lease expired and fails the job.
+        await eventually_running(store, job["job_id"])
+        await store.update_job(job["job_id"], NOW, lease_expire_time=NOW)
+        expired = await store.fail_expired_jobs(NOW)
+        failed_elsewhere.set()
+        await asyncio.gather(*runner.tasks)
+        row = await store.get_job(job["job_id"])
+    finally:
+        await runner.stop()
+        await engine.dispose()
+
+    assert expired == [(job["job_id"], "replica-a")]
+    assert row["state"] == FAILED
+    assert row["result_id"] == ""
+    assert row["progress_done"] == 0
+
+
+async def eventually_running(store: Store, job_id: str) -> None:
+    for _ in range(200):
+        if (await store.get_job(job_id))["state"] == RUNNING:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"job {job_id} never started running")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from retain.type.v1 import job_pb2
 
-from retain_inference.store import Store
+from retain_inference.store import Store, lease_end
 from retain_runtime.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -75,16 +74,13 @@ class JobRunner:
                 log.exception("Checking job leases failed")
             await asyncio.sleep(self.lease_seconds / 2)
 
-    def _lease_end(self) -> dt.datetime:
-        return self.clock.now() + dt.timedelta(seconds=self.lease_seconds)
-
     async def _renew(self, job_id: str) -> None:
         """Renew a job's lease every third of lease_seconds until cancelled."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 if not await self.store.renew_lease(
-                    job_id, self.owner, self._lease_end()
+                    job_id, self.owner, self.lease_seconds
                 ):
                     log.warning(
                         "Job %s is no longer running under replica %s, for example "
@@ -121,7 +117,7 @@ class JobRunner:
             self.clock.now(),
             state=job_pb2.JOB_STATE_RUNNING,
             owner=self.owner,
-            lease_expire_time=self._lease_end(),
+            lease_expire_time=lease_end(self.lease_seconds),
         )
         renewing = asyncio.create_task(self._renew(job_id))
         try:
@@ -145,12 +141,20 @@ class JobRunner:
             return
         finally:
             renewing.cancel()
-        await self.store.update_job(
+        if not await self.store.update_job(
             job_id,
             self.clock.now(),
             state=job_pb2.JOB_STATE_SUCCEEDED,
             result_id=result_id,
-        )
+        ):
+            log.warning(
+                "Job %s (%s) finished with result %s after it had ended, for "
+                "example failed by another replica; it stays as it was",
+                job_id,
+                kind,
+                result_id,
+            )
+            return
         log.info("Job %s (%s) succeeded with result %s", job_id, kind, result_id)
 
     async def stop(self) -> None:

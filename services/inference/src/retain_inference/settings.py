@@ -73,10 +73,10 @@ class InferenceSettings:
             raise SettingsError(
                 "RETAIN_REPLICA_ID", "is empty; unset it to use the host name"
             )
-        if self.job_lease_seconds < 1:
+        if not 1 <= self.job_lease_seconds <= 86_400:
             raise SettingsError(
                 "RETAIN_JOB_LEASE_SECONDS",
-                f'"{self.job_lease_seconds:g}" must be at least 1',
+                f'"{self.job_lease_seconds:g}" must be from 1 to 86400 seconds',
             )
         if self.scoring_shards < 1:
             raise SettingsError(

@@ -30,6 +30,15 @@ from retain_inference.tables import (
 _UNFINISHED = (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING)
 
 
+def lease_end(seconds: float) -> sa.ColumnElement[dt.datetime]:
+    """Return the time seconds from now on the database server's clock.
+
+    Leases use the database's clock, not the service clock, because replicas
+    may run with different RETAIN_CLOCK_OFFSET_SECONDS.
+    """
+    return sa.func.now() + sa.literal_column("interval '1 second'") * seconds
+
+
 @dataclass(frozen=True)
 class ModelRecord:
     model_version: str
@@ -59,13 +68,17 @@ class Store:
             await conn.execute(jobs.insert().values(row))
         return row
 
-    async def update_job(self, job_id: str, now: dt.datetime, **values: Any) -> None:
+    async def update_job(self, job_id: str, now: dt.datetime, **values: Any) -> bool:
+        """Set values on a queued or running job; return False, changing
+        nothing, when the job has ended, for example because another replica
+        failed it after its lease expired."""
         async with self.engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 jobs.update()
-                .where(jobs.c.job_id == job_id)
+                .where(jobs.c.job_id == job_id, jobs.c.state.in_(_UNFINISHED))
                 .values(update_time=now, **values)
             )
+        return bool(result.rowcount)
 
     async def fail_interrupted_jobs(self, now: dt.datetime, owner: str) -> int:
         """Mark jobs that an earlier process of this replica left as failed.
@@ -96,11 +109,10 @@ class Store:
             )
         return int(result.rowcount)
 
-    async def renew_lease(
-        self, job_id: str, owner: str, lease_expire_time: dt.datetime
-    ) -> bool:
-        """Extend the lease of a queued or running job of owner; return False
-        when the job has ended or belongs to another replica."""
+    async def renew_lease(self, job_id: str, owner: str, seconds: float) -> bool:
+        """Extend the lease of a queued or running job of owner to seconds
+        from now; return False when the job has ended or belongs to another
+        replica."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 jobs.update()
@@ -109,13 +121,13 @@ class Store:
                     jobs.c.owner == owner,
                     jobs.c.state.in_(_UNFINISHED),
                 )
-                .values(lease_expire_time=lease_expire_time)
+                .values(lease_expire_time=lease_end(seconds))
             )
         return bool(result.rowcount)
 
     async def fail_expired_jobs(self, now: dt.datetime) -> list[tuple[str, str]]:
-        """Mark as failed every queued or running job whose lease expired
-        before now; return their (job id, owner) pairs."""
+        """Mark as failed, at now, every queued or running job whose lease has
+        expired; return their (job id, owner) pairs."""
         message = sa.func.concat(
             "failed because replica ",
             sa.func.coalesce(jobs.c.owner, "unknown"),
@@ -126,7 +138,7 @@ class Store:
                 jobs.update()
                 .where(
                     jobs.c.state.in_(_UNFINISHED),
-                    jobs.c.lease_expire_time < now,
+                    jobs.c.lease_expire_time < sa.func.now(),
                 )
                 .values(
                     state=job_pb2.JOB_STATE_FAILED, update_time=now, message=message
