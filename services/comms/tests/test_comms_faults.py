@@ -29,16 +29,17 @@ SEND_BATCH = 10
 
 # Batches of 10 messages, so a fault hits several queue messages, requests and
 # claims of one campaign. Timings short enough for recovery to take seconds.
-# A request makes at most three HTTP attempts of AT_TIMEOUT_SECONDS with at
-# most 2.25 s of backoff between them (AfricasTalkingClient's defaults), so no
-# send that is still running reaches the sending timeout.
+# A request makes at most three HTTP attempts of 2 s (the connect timeout
+# plus AT_TIMEOUT_SECONDS) with at most 2.25 s of backoff between them
+# (AfricasTalkingClient's defaults), so no send that is still running reaches
+# the sending timeout.
 FAULT_SETTINGS = {
     "AT_TIMEOUT_SECONDS": "1",
     "RETAIN_COMMS_SEND_BATCH": str(SEND_BATCH),
     "RETAIN_WORKER_THREADS": "8",
     "RETAIN_COMMS_SWEEP_SECONDS": "0.2",
     "RETAIN_COMMS_REQUEUE_SECONDS": "2",
-    "RETAIN_COMMS_SENDING_TIMEOUT_SECONDS": "6",
+    "RETAIN_COMMS_SENDING_TIMEOUT_SECONDS": "9",
 }
 
 # Seconds to wait for every message to reach a final state after a fault.
@@ -180,11 +181,11 @@ async def test_provider_errors_and_timeouts_send_once(
 ) -> None:
     # 45 HTTP 500s make some requests fail all three attempts, so their
     # messages go back to PENDING. The first 10 requests, each carrying a
-    # whole batch, outlast AT_TIMEOUT_SECONDS, so the outcome of their
-    # messages is unknown to the worker, and the emulator may accept them all
-    # the same.
+    # whole batch, outlast the client's total timeout (the connect timeout
+    # plus AT_TIMEOUT_SECONDS, 2 s here), so the outcome of their messages is
+    # unknown to the worker, and the emulator may accept them all the same.
     fault_stack.emulator.fail_next_requests(45, 500)
-    fault_stack.emulator.delay_next_requests(10, 1.5)
+    fault_stack.emulator.delay_next_requests(10, 2.5)
     start_worker()
     campaign = await launch_campaign(fault_stack)
 

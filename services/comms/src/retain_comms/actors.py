@@ -20,16 +20,17 @@ from retain_comms.queue import QUEUE_NAME, SEND_ACTOR
 # GetContacts call of up to 30 s) and puts the messages of requests not
 # started back to PENDING for a retry. A request started at the end makes at
 # most three attempts of 5 s to connect plus AT_TIMEOUT_SECONDS (at most 15),
-# with backoff between them. So a batch ends within about 155 s, inside the
-# time limit. A batch cut short by the limit leaves its claimed messages
-# SENDING; they become DELIVERY_UNKNOWN and are never sent twice. Retries cover
-# a peer or the provider being down before anything was sent, and the ledger's
-# claim makes a retry after a send a no-op.
+# with backoff between them, and recording opt-outs takes at most one peer
+# call of 30 s. So a batch ends within about 185 s, inside the time limit. A
+# batch cut short by the limit leaves its claimed messages SENDING; they
+# become DELIVERY_UNKNOWN and are never sent twice. Retries cover a peer or
+# the provider being down before anything was sent, and the ledger's claim
+# makes a retry after a send a no-op.
 SEND_OPTIONS = {
     "max_retries": 3,
     "min_backoff": 1_000,
     "max_backoff": 60_000,
-    "time_limit": 180_000,
+    "time_limit": 210_000,
 }
 
 

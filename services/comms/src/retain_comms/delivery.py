@@ -330,9 +330,14 @@ class Deliverer:
 
     async def _apply(self, verdicts: Verdicts) -> None:
         """Record the verdicts of a batch: opt-outs first, so a final ledger
-        row implies its opt-out, then every outcome in one statement."""
-        for number in verdicts.blacklisted:
-            await self._record_blacklist(number)
+        row implies its opt-out, then every outcome in one statement.
+
+        The opt-outs are recorded at once, so a hung user service delays the
+        batch by one call's timeout, not one per blacklisted number.
+        """
+        await asyncio.gather(
+            *(self._record_blacklist(number) for number in verdicts.blacklisted)
+        )
         now = self.clock.now()
         moved = await self.batches.record(verdicts.outcomes, now)
         for outcome in verdicts.outcomes:
