@@ -194,6 +194,33 @@ async def test_client_gives_up_on_refused_connections() -> None:
         await client.aclose()
 
 
+async def test_client_retries_connection_never_accepted() -> None:
+    # A listener with a full backlog drops new connections' SYNs, so connects
+    # time out. A timeout this short is under the 5 s connect limit.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        fillers = [socket.socket() for _ in range(4)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        client = AfricasTalkingClient(
+            f"http://127.0.0.1:{port}",
+            USERNAME,
+            API_KEY,
+            timeout_seconds=0.3,
+            backoff_seconds=0.01,
+        )
+        try:
+            with pytest.raises(ProviderUnavailable, match="failed 3 times.*Timeout"):
+                await client.send(phone_of(1), "Hello")
+        finally:
+            await client.aclose()
+            for filler in fillers:
+                filler.close()
+
+
 async def test_client_rejects_wrong_key() -> None:
     with AfricasTalkingEmulator(USERNAME, API_KEY) as emulator:
         client = AfricasTalkingClient(emulator.base_url, USERNAME, "wrong-key")
