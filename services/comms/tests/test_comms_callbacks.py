@@ -15,7 +15,7 @@ from google.api import httpbody_pb2
 from retain.comms.v1 import comms_pb2
 from retain.type.v1 import channel_pb2
 from retain.user.v1 import user_pb2
-from retain_comms.ledger import Ledger
+from retain_comms.ledger import Ledger, ReportMove
 from retain_comms.reports import ReportWriter
 from retain_comms.tables import delivery_reports
 from retain_emulator import DeliveryPlan
@@ -236,27 +236,32 @@ async def test_report_with_nul_is_stored_beside_others(stack: Stack) -> None:
     assert await report_count(stack) == 2
 
 
-async def test_failed_group_is_written_report_by_report(stack: Stack) -> None:
+def report_row(stack: Stack, provider_id: str, status: str) -> dict[str, object]:
+    return {
+        "provider_message_id": provider_id,
+        "status": status,
+        "failure_reason": "",
+        "body": "",
+        "receive_time": stack.clock.now(),
+    }
+
+
+async def test_failed_group_is_stored_report_by_report(stack: Stack) -> None:
     first, second = await submitted_messages(stack, 2)
     writer = ReportWriter(Ledger(stack.service.engine), stack.clock)
     add_reports = writer.ledger.add_reports
+    groups: list[int] = []
 
     async def reject_bad(rows: list[dict[str, object]]) -> list[int]:
+        groups.append(len(rows))
         if any(row["status"] == "Bad" for row in rows):
             raise RuntimeError("a report the database rejects")
         return await add_reports(rows)
 
     writer.ledger.add_reports = reject_bad  # type: ignore[method-assign]
-    now = stack.clock.now()
 
     def row(message: comms_pb2.Message, status: str) -> dict[str, object]:
-        return {
-            "provider_message_id": message.provider_message_id,
-            "status": status,
-            "failure_reason": "",
-            "body": "",
-            "receive_time": now,
-        }
+        return report_row(stack, message.provider_message_id, status)
 
     good, bad = await asyncio.gather(
         writer.add(row(first, "Success")),
@@ -264,11 +269,43 @@ async def test_failed_group_is_written_report_by_report(stack: Stack) -> None:
         return_exceptions=True,
     )
 
+    assert groups == [2, 1, 1]
     assert isinstance(bad, RuntimeError)
     assert not isinstance(good, BaseException)
     assert good[1] is True
     by_id = {m.message_id: m for m in await stack.messages(first.campaign_id)}
     assert by_id[first.message_id].state == comms_pb2.MESSAGE_STATE_DELIVERED
+    assert await report_count(stack) == 1
+
+
+async def test_failed_apply_stores_each_report_once(stack: Stack) -> None:
+    messages = await submitted_messages(stack, 3)
+    writer = ReportWriter(Ledger(stack.service.engine), stack.clock)
+    apply_reports = writer.ledger.apply_reports
+    applied_groups: list[int] = []
+
+    async def fail_first(moves: list[ReportMove], now: object) -> set[str]:
+        applied_groups.append(len(moves))
+        if len(applied_groups) == 1:
+            raise RuntimeError("the database went away")
+        return await apply_reports(moves, now)  # type: ignore[arg-type]
+
+    writer.ledger.apply_reports = fail_first  # type: ignore[method-assign]
+
+    results = await asyncio.gather(
+        *(
+            writer.add(report_row(stack, m.provider_message_id, "Success"))
+            for m in messages
+        )
+    )
+
+    assert applied_groups == [3, 1, 1, 1]
+    assert [carried for _, carried in results] == [True] * 3
+    stored = await stack.messages(messages[0].campaign_id)
+    assert {m.state for m in stored} == {comms_pb2.MESSAGE_STATE_DELIVERED}
+    async with stack.service.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(delivery_reports.c.applied))).all()
+    assert [applied for (applied,) in rows] == [True] * 3
 
 
 async def test_report_for_unknown_message_is_accepted(stack: Stack) -> None:

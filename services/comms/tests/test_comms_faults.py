@@ -39,7 +39,7 @@ FAULT_SETTINGS = {
     "RETAIN_WORKER_THREADS": "8",
     "RETAIN_COMMS_SWEEP_SECONDS": "0.2",
     "RETAIN_COMMS_REQUEUE_SECONDS": "2",
-    "RETAIN_COMMS_SENDING_TIMEOUT_SECONDS": "9",
+    "RETAIN_COMMS_SENDING_TIMEOUT_SECONDS": "12",
 }
 
 # Seconds to wait for every message to reach a final state after a fault.

@@ -247,12 +247,13 @@ async def test_client_reads_cost_and_message_id() -> None:
     assert result.currency == "KES"
 
 
-async def test_client_rejects_redirect_without_following() -> None:
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_client_rejects_redirect_without_following(status: int) -> None:
     with AfricasTalkingEmulator(USERNAME, API_KEY) as emulator:
-        redirect = RedirectServer(f"{emulator.base_url}/version1/messaging")
+        redirect = RedirectServer(f"{emulator.base_url}/version1/messaging", status)
         client = AfricasTalkingClient(redirect.base_url, USERNAME, API_KEY)
         try:
-            with pytest.raises(ProviderRejected, match="HTTP 307.*AT_BASE_URL"):
+            with pytest.raises(ProviderRejected, match=f"HTTP {status}.*AT_BASE_URL"):
                 await client.send(phone_of(1), "Hello")
         finally:
             await client.aclose()
@@ -260,14 +261,29 @@ async def test_client_rejects_redirect_without_following() -> None:
         assert emulator.messages() == []
 
 
-class RedirectServer:
-    """Answers every request with HTTP 307 to location."""
+async def test_see_other_after_send_is_unknown() -> None:
+    # A 303 says the server acted on the POST, so the message may have gone.
+    with AfricasTalkingEmulator(USERNAME, API_KEY) as emulator:
+        redirect = RedirectServer(f"{emulator.base_url}/version1/messaging", 303)
+        client = AfricasTalkingClient(redirect.base_url, USERNAME, API_KEY)
+        try:
+            result = await client.send(phone_of(1), "Hello")
+        finally:
+            await client.aclose()
+            redirect.stop()
+        assert emulator.messages() == []
 
-    def __init__(self, location: str) -> None:
+    assert result.outcome is Outcome.UNKNOWN
+
+
+class RedirectServer:
+    """Answers every request with a redirect status to location."""
+
+    def __init__(self, location: str, status: int) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                self.send_response(307)
+                self.send_response(status)
                 self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

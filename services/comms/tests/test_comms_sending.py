@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 from retain.type.v1 import channel_pb2
 from retain.user.v1 import user_pb2
-from retain_comms.africastalking import Outcome, Reply, _parse_send_reply
+from retain_comms.africastalking import (
+    Outcome,
+    Reply,
+    _parse_call_reply,
+    _parse_send_reply,
+)
 from retain_comms.sending import Kind, plan_requests
 from retain_comms.states import MessageState
 
@@ -126,5 +131,29 @@ def test_number_missing_from_reply_is_unknown() -> None:
 )
 def test_reply_without_verdict_is_unknown(body: bytes) -> None:
     verdicts = _parse_send_reply(Reply(201, body), [NUMBER])
+
+    assert verdicts[NUMBER].outcome is Outcome.UNKNOWN
+
+
+def test_number_listed_twice_is_unknown() -> None:
+    accepted = {
+        "number": NUMBER,
+        "status": "Success",
+        "cost": "KES 0.8000",
+        "messageId": "ATXid_1",
+    }
+    refused = {"number": NUMBER, "status": "InsufficientBalance", "cost": "0"}
+    other = {**accepted, "number": OTHER, "messageId": "ATXid_2"}
+    data = {"Message": "Sent to 2/3", "Recipients": [accepted, refused, other]}
+    body = json.dumps({"SMSMessageData": data}).encode()
+
+    verdicts = _parse_send_reply(Reply(201, body), [NUMBER, OTHER])
+
+    assert verdicts[NUMBER].outcome is Outcome.UNKNOWN
+    assert verdicts[OTHER].outcome is Outcome.SUBMITTED
+
+
+def test_call_reply_without_entries_is_unknown() -> None:
+    verdicts = _parse_call_reply(Reply(201, b"{}"), [NUMBER])
 
     assert verdicts[NUMBER].outcome is Outcome.UNKNOWN

@@ -47,6 +47,7 @@ def test_emulator_urls_are_loopback(url: str) -> None:
         ("AT_UNIT_PRICE_KES", "eighty cents"),
         ("RETAIN_WORKER_THREADS", "0"),
         ("AT_TIMEOUT_SECONDS", "30"),
+        ("AT_SEND_RATE_PER_SECOND", "2"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:

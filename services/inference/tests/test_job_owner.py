@@ -166,3 +166,26 @@ async def eventually_running(store: Store, job_id: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"job {job_id} never started running")
+
+
+async def test_job_ended_before_start_does_not_run(database_url) -> None:
+    server.prepare_database(database_url)
+    engine = db.async_engine(database_url)
+    store = Store(engine)
+    runner = JobRunner(store, Clock(), "replica-a")
+    ran = []
+
+    async def work(progress) -> str:
+        ran.append(True)
+        return "done"
+
+    try:
+        job = await runner.create(SCORING_RUN)
+        await store.update_job(job["job_id"], NOW, state=FAILED)
+        await runner.run(job, work)
+        row = await store.get_job(job["job_id"])
+    finally:
+        await engine.dispose()
+
+    assert ran == []
+    assert row["state"] == FAILED

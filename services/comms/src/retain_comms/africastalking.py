@@ -16,11 +16,12 @@ than a message sent twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,8 +312,9 @@ class AfricasTalkingClient:
 
 
 def _raise_for_client_error(response: Reply) -> None:
-    if 300 <= response.status_code < 400:
-        # The server did not act on the request at this address.
+    if 300 <= response.status_code < 400 and response.status_code != 303:
+        # The server did not act on the request at this address. A 303 says
+        # that it did, so its send reads as an unreadable reply: unknown.
         raise ProviderRejected(
             f"HTTP {response.status_code} from Africa's Talking redirects to "
             f"{response.location[:200]!r}; set AT_BASE_URL (or AT_VOICE_BASE_URL) "
@@ -349,10 +351,23 @@ def _parse_send_reply(
         # One recipient needs no match by number, whatever form AT writes it in.
         return {phone_numbers[0]: _recipient_result(recipients[0])}
     missing = SendResult(Outcome.UNKNOWN, reason="no status in the send reply")
+    # A number listed twice may have been sent whatever its other entry says.
+    twice = SendResult(Outcome.UNKNOWN, reason="number listed twice in the reply")
+    repeated = _repeated(str(entry["number"]) for entry in recipients)
     return {
-        number: _recipient_result(by_number[number]) if number in by_number else missing
+        number: twice
+        if number in repeated
+        else _recipient_result(by_number[number])
+        if number in by_number
+        else missing
         for number in phone_numbers
     }
+
+
+def _repeated(numbers: Iterable[str]) -> set[str]:
+    """Return the numbers that occur more than once."""
+    counts = collections.Counter(numbers)
+    return {number for number, count in counts.items() if count > 1}
 
 
 def _parse_call_reply(
@@ -368,6 +383,10 @@ def _parse_call_reply(
         log.warning("Call reply for %d numbers is not AT's JSON", len(phone_numbers))
         unreadable = CallResult(Outcome.UNKNOWN, reason="unreadable call reply")
         return dict.fromkeys(phone_numbers, unreadable)
+    if not entries and not error_message:
+        log.warning("Call reply for %d numbers names no number", len(phone_numbers))
+        empty = CallResult(Outcome.UNKNOWN, reason="call reply without entries")
+        return dict.fromkeys(phone_numbers, empty)
     if not entries:
         # AT reports a request-wide problem, such as an unknown from number.
         failed = CallResult(
@@ -377,8 +396,12 @@ def _parse_call_reply(
     if len(phone_numbers) == 1 and len(entries) == 1:
         return {phone_numbers[0]: _call_entry_result(entries[0])}
     missing = CallResult(Outcome.UNKNOWN, reason="no entry in the call reply")
+    twice = CallResult(Outcome.UNKNOWN, reason="number listed twice in the reply")
+    repeated = _repeated(str(entry.get("phoneNumber", "")) for entry in entries)
     return {
-        number: _call_entry_result(by_number[number])
+        number: twice
+        if number in repeated
+        else _call_entry_result(by_number[number])
         if number in by_number
         else missing
         for number in phone_numbers

@@ -51,7 +51,7 @@ from retain_comms.sending import (
     plan_requests,
     sms_outcome,
 )
-from retain_comms.settings import CommsSettings
+from retain_comms.settings import RATE_WAIT_SECONDS, CommsSettings
 from retain_comms.states import CampaignStatus, MessageState
 from retain_comms.store import Row, Store
 from retain_comms.tables import messages
@@ -60,10 +60,6 @@ log = logging.getLogger(__name__)
 
 # Provider requests of one batch in flight at once.
 REQUESTS_AT_ONCE = 8
-
-# Seconds a batch waits at most for send tokens before it claims anything.
-# Past that, SendRateBusy ends the batch and Dramatiq retries it later.
-RATE_WAIT_SECONDS = 30.0
 
 
 @dataclass

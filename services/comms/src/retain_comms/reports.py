@@ -82,8 +82,9 @@ class ReportWriter:
     committed and applied, as with one report at a time: the report is
     committed before its message is looked up, so a worker that records the
     send after the lookup finds the report waiting and applies it. When a
-    group fails, its reports are written one by one, so a report that cannot
-    be stored fails only its own caller.
+    group's transaction fails, its reports go one by one through the step
+    that failed, so a report that cannot be written fails only its caller
+    and none is stored twice.
     """
 
     def __init__(self, ledger: Ledger, clock: Clock, max_group: int = 500) -> None:
@@ -107,53 +108,87 @@ class ReportWriter:
         while self._queued:
             group = self._queued[: self.max_group]
             del self._queued[: self.max_group]
-            try:
-                results = await self._write(group, self.clock.now())
-            except Exception:
-                log.exception(
-                    "Writing a group of %d delivery reports failed; writing them "
-                    "one by one",
-                    len(group),
-                )
-                for queued in group:
-                    await self._write_alone(queued)
-                continue
-            for queued, result in zip(group, results, strict=True):
-                if not queued.done.done():
-                    queued.done.set_result(result)
+            stored = await self._store(group)
+            if stored:
+                await self._apply(stored)
 
-    async def _write_alone(self, queued: _Queued) -> None:
+    async def _store(self, group: list[_Queued]) -> list[tuple[_Queued, int]]:
+        """Store a group's reports in one transaction, or one by one when
+        that fails; return each stored report with its id."""
         try:
-            [result] = await self._write([queued], self.clock.now())
+            report_ids = await self.ledger.add_reports([q.row for q in group])
         except Exception as error:
-            # The caller answers its callback with the error, so AT sends the
-            # report again; a repeated report changes nothing.
+            if len(group) == 1:
+                _fail(group[0], error, "Storing")
+                return []
             log.exception(
-                "Writing the delivery report for %s failed",
-                queued.row["provider_message_id"][:64],
+                "Storing a group of %d delivery reports failed; storing them "
+                "one by one",
+                len(group),
             )
-            if not queued.done.done():
-                queued.done.set_exception(error)
-            return
-        if not queued.done.done():
-            queued.done.set_result(result)
+            stored = []
+            for queued in group:
+                try:
+                    [report_id] = await self.ledger.add_reports([queued.row])
+                except Exception as alone_error:  # noqa: BLE001 - handed to the caller
+                    _fail(queued, alone_error, "Storing")
+                else:
+                    stored.append((queued, report_id))
+            return stored
+        return list(zip(group, report_ids, strict=True))
 
-    async def _write(
-        self, group: list[_Queued], now: dt.datetime
-    ) -> list[tuple[int, bool]]:
-        report_ids = await self.ledger.add_reports([q.row for q in group])
+    async def _apply(self, stored: list[tuple[_Queued, int]]) -> None:
+        """Apply stored reports in one transaction, or one by one when that
+        fails, and answer their callers."""
         moves = [
             move_of(
                 report_id,
-                q.row["provider_message_id"],
-                q.row["status"],
-                q.row["failure_reason"],
+                queued.row["provider_message_id"],
+                queued.row["status"],
+                queued.row["failure_reason"],
             )
-            for report_id, q in zip(report_ids, group, strict=True)
+            for queued, report_id in stored
         ]
-        known = await self.ledger.apply_reports(moves, now)
-        log.debug("Wrote %d delivery reports in one group", len(group))
-        return [(move.report_id, move.provider_message_id in known) for move in moves]
+        try:
+            known = await self.ledger.apply_reports(moves, self.clock.now())
+        except Exception as error:
+            if len(stored) == 1:
+                _fail(stored[0][0], error, "Applying")
+                return
+            log.exception(
+                "Applying a group of %d delivery reports failed; applying them "
+                "one by one",
+                len(stored),
+            )
+            for (queued, _), move in zip(stored, moves, strict=True):
+                try:
+                    known = await self.ledger.apply_reports([move], self.clock.now())
+                except Exception as alone_error:  # noqa: BLE001 - handed to the caller
+                    _fail(queued, alone_error, "Applying")
+                else:
+                    _answer(queued, (move.report_id, move.provider_message_id in known))
+            return
+        log.debug("Wrote %d delivery reports in one group", len(stored))
+        for (queued, _), move in zip(stored, moves, strict=True):
+            _answer(queued, (move.report_id, move.provider_message_id in known))
+
+
+def _answer(queued: _Queued, result: tuple[int, bool]) -> None:
+    if not queued.done.done():
+        queued.done.set_result(result)
+
+
+def _fail(queued: _Queued, error: Exception, step: str) -> None:
+    # The caller answers its callback with the error, so AT sends the report
+    # again; a repeated report changes nothing.
+    log.error(
+        "%s the delivery report for %s failed: %r",
+        step,
+        queued.row["provider_message_id"][:64],
+        error,
+    )
+    if not queued.done.done():
+        queued.done.set_exception(error)
 
 
 async def apply_waiting(

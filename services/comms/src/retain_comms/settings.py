@@ -25,6 +25,9 @@ DEFAULT_SEND_BATCH = 100
 # AT_TIMEOUT_SECONDS with backoff between them, so with these two bounds a
 # batch ends inside the actor's time limit (SEND_OPTIONS in actors.py).
 DEFAULT_BATCH_SEND_SECONDS = 60.0
+# Seconds a batch waits at most for send tokens before it claims anything.
+# Past that, SendRateBusy ends the batch and Dramatiq retries it later.
+RATE_WAIT_SECONDS = 30.0
 MAX_AT_TIMEOUT_SECONDS = 15.0
 # GetContacts takes at most 1000 customer ids, so a batch is at most that.
 MAX_SEND_BATCH = 1000
@@ -84,7 +87,7 @@ class CommsSettings:
         voice_default = (
             at_base_url if _is_loopback(at_base_url) else DEFAULT_AT_VOICE_BASE_URL
         )
-        return cls(
+        settings = cls(
             service=ServiceSettings.from_env("comms", environ),
             redis_url=env.str("RETAIN_REDIS_URL", "redis://127.0.0.1:6379/0"),
             queue_namespace=env.str("RETAIN_COMMS_QUEUE_NAMESPACE", "retain-comms"),
@@ -117,6 +120,22 @@ class CommsSettings:
             # NOTE: AT bills a call per started minute at a price that depends
             # on the network, so 3 KES is an estimate for a call under a minute.
             at_voice_call_price_micros=_kes(env, "AT_VOICE_CALL_PRICE_KES", "3"),
+        )
+        _check_rate_covers_batch(settings)
+        return settings
+
+
+def _check_rate_covers_batch(settings: CommsSettings) -> None:
+    """Raise SettingsError unless a full batch's send tokens refill within the
+    wait a batch allows for them."""
+    refill = settings.send_batch_size / settings.at_send_rate_per_second
+    if refill > RATE_WAIT_SECONDS:
+        raise SettingsError(
+            "AT_SEND_RATE_PER_SECOND",
+            f'"{settings.at_send_rate_per_second:g}" refills a batch of '
+            f"{settings.send_batch_size} (RETAIN_COMMS_SEND_BATCH) in {refill:g} s, "
+            f"over the {RATE_WAIT_SECONDS:g} s a batch waits for send tokens; raise "
+            "the rate or lower RETAIN_COMMS_SEND_BATCH",
         )
 
 

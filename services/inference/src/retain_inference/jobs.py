@@ -111,14 +111,18 @@ class JobRunner:
         return task
 
     async def _run(self, job_id: str, kind: str, work: Work) -> None:
-        log.info("Job %s (%s) started", job_id, kind)
-        await self.store.update_job(
+        if not await self.store.update_job(
             job_id,
             self.clock.now(),
             state=job_pb2.JOB_STATE_RUNNING,
             owner=self.owner,
             lease_expire_time=lease_end(self.lease_seconds),
-        )
+        ):
+            log.warning(
+                "Job %s (%s) ended before it started; not running it", job_id, kind
+            )
+            return
+        log.info("Job %s (%s) started", job_id, kind)
         renewing = asyncio.create_task(self._renew(job_id))
         try:
             result_id = await work(Progress(self, job_id))
