@@ -313,7 +313,7 @@ class AfricasTalkingClient:
 
 def _raise_for_client_error(response: Reply) -> None:
     if 300 <= response.status_code < 400 and response.status_code != 303:
-        # The server did not act on the request at this address. A 303 says
+        # The server did not act on the request at this address. A 303 means
         # that it did, so its send reads as an unreadable reply: unknown.
         raise ProviderRejected(
             f"HTTP {response.status_code} from Africa's Talking redirects to "
@@ -351,7 +351,7 @@ def _parse_send_reply(
         # One recipient needs no match by number, whatever form AT writes it in.
         return {phone_numbers[0]: _recipient_result(recipients[0])}
     missing = SendResult(Outcome.UNKNOWN, reason="no status in the send reply")
-    # A number listed twice may have been sent whatever its other entry says.
+    # A number listed twice may have been sent whatever its other entry states.
     twice = SendResult(Outcome.UNKNOWN, reason="number listed twice in the reply")
     repeated = _repeated(str(entry["number"]) for entry in recipients)
     return {

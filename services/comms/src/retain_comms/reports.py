@@ -79,7 +79,7 @@ class ReportWriter:
     Reports that arrive while a group is being written form the next group,
     so a group takes two transactions however many reports it holds, and a
     lone report waits for nothing. A caller returns once its report is
-    committed and applied, as with one report at a time: the report is
+    committed and applied, as with one report at a time. The report is
     committed before its message is looked up, so a worker that records the
     send after the lookup finds the report waiting and applies it. When a
     group's transaction fails, its reports go one by one through the step
@@ -96,7 +96,7 @@ class ReportWriter:
 
     async def add(self, row: dict[str, Any]) -> tuple[int, bool]:
         """Store and apply one report; return its id and whether a message
-        carries its provider id. row holds the delivery_reports columns
+        carries its provider id. row contains the delivery_reports columns
         provider_message_id, status, failure_reason, body and receive_time."""
         done = asyncio.get_running_loop().create_future()
         self._queued.append(_Queued(row, done))
@@ -139,7 +139,7 @@ class ReportWriter:
 
     async def _apply(self, stored: list[tuple[_Queued, int]]) -> None:
         """Apply stored reports in one transaction, or one by one when that
-        fails, and answer their callers."""
+        fails, and return the results to their callers."""
         moves = [
             move_of(
                 report_id,
@@ -179,7 +179,7 @@ def _answer(queued: _Queued, result: tuple[int, bool]) -> None:
 
 
 def _fail(queued: _Queued, error: Exception, step: str) -> None:
-    # The caller answers its callback with the error, so AT sends the report
+    # The caller replies to the callback with the error, so AT sends the report
     # again; a repeated report changes nothing.
     log.error(
         "%s the delivery report for %s failed: %r",
