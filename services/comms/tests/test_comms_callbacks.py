@@ -19,6 +19,7 @@ from retain_comms.ledger import Ledger, ReportMove
 from retain_comms.reports import ReportWriter
 from retain_comms.tables import delivery_reports
 from retain_emulator import DeliveryPlan
+from retain_runtime.errors import Unavailable
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -236,6 +237,10 @@ async def test_report_with_nul_is_stored_beside_others(stack: Stack) -> None:
     assert await report_count(stack) == 2
 
 
+def data_error() -> sa.exc.DataError:
+    return sa.exc.DataError("INSERT ...", {}, ValueError("a value the table rejects"))
+
+
 def report_row(stack: Stack, provider_id: str, status: str) -> dict[str, object]:
     return {
         "provider_message_id": provider_id,
@@ -255,7 +260,7 @@ async def test_failed_group_is_stored_report_by_report(stack: Stack) -> None:
     async def reject_bad(rows: list[dict[str, object]]) -> list[int]:
         groups.append(len(rows))
         if any(row["status"] == "Bad" for row in rows):
-            raise RuntimeError("a report the database rejects")
+            raise data_error()
         return await add_reports(rows)
 
     writer.ledger.add_reports = reject_bad  # type: ignore[method-assign]
@@ -270,7 +275,7 @@ async def test_failed_group_is_stored_report_by_report(stack: Stack) -> None:
     )
 
     assert groups == [2, 1, 1]
-    assert isinstance(bad, RuntimeError)
+    assert isinstance(bad, sa.exc.DataError)
     assert not isinstance(good, BaseException)
     assert good[1] is True
     by_id = {m.message_id: m for m in await stack.messages(first.campaign_id)}
@@ -287,7 +292,7 @@ async def test_failed_apply_stores_each_report_once(stack: Stack) -> None:
     async def fail_first(moves: list[ReportMove], now: object) -> set[str]:
         applied_groups.append(len(moves))
         if len(applied_groups) == 1:
-            raise RuntimeError("the database went away")
+            raise data_error()
         return await apply_reports(moves, now)  # type: ignore[arg-type]
 
     writer.ledger.apply_reports = fail_first  # type: ignore[method-assign]
@@ -306,6 +311,53 @@ async def test_failed_apply_stores_each_report_once(stack: Stack) -> None:
     async with stack.service.engine.connect() as conn:
         rows = (await conn.execute(sa.select(delivery_reports.c.applied))).all()
     assert [applied for (applied,) in rows] == [True] * 3
+
+
+async def test_database_outage_fails_group_at_once(stack: Stack) -> None:
+    messages = await submitted_messages(stack, 3)
+    writer = ReportWriter(Ledger(stack.service.engine), stack.clock)
+    calls: list[int] = []
+
+    async def unavailable(rows: list[dict[str, object]]) -> list[int]:
+        calls.append(len(rows))
+        raise sa.exc.OperationalError("INSERT ...", {}, OSError("server closed"))
+
+    writer.ledger.add_reports = unavailable  # type: ignore[method-assign]
+
+    results = await asyncio.gather(
+        *(
+            writer.add(report_row(stack, m.provider_message_id, "Success"))
+            for m in messages
+        ),
+        return_exceptions=True,
+    )
+
+    assert calls == [3]
+    assert all(isinstance(r, sa.exc.OperationalError) for r in results)
+
+
+async def test_stopped_writer_fails_queued_reports(stack: Stack) -> None:
+    (message,) = await submitted_messages(stack, 1)
+    writer = ReportWriter(Ledger(stack.service.engine), stack.clock)
+    release = asyncio.Event()
+    add_reports = writer.ledger.add_reports
+
+    async def held(rows: list[dict[str, object]]) -> list[int]:
+        await release.wait()
+        return await add_reports(rows)
+
+    writer.ledger.add_reports = held  # type: ignore[method-assign]
+    row = report_row(stack, message.provider_message_id, "Success")
+    first = asyncio.create_task(writer.add(row))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(writer.add(row))
+    await asyncio.sleep(0)
+
+    await writer.stop()
+    results = await asyncio.gather(first, second, return_exceptions=True)
+
+    assert [type(result) for result in results] == [Unavailable, Unavailable]
+    assert await report_count(stack) == 0
 
 
 async def test_report_for_unknown_message_is_accepted(stack: Stack) -> None:

@@ -11,13 +11,16 @@ are kept apart from the ledger, follow the same rules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy.exc
 from retain_runtime.clock import Clock
+from retain_runtime.errors import Unavailable
 
 from retain_comms.ledger import Ledger, ReportMove
 from retain_comms.states import MessageState
@@ -67,6 +70,10 @@ def move_of(
     )
 
 
+# Errors of one statement's data, which another report of the group may cause.
+_DATA_ERRORS = (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError)
+
+
 @dataclass
 class _Queued:
     row: dict[str, Any]
@@ -81,10 +88,10 @@ class ReportWriter:
     lone report waits for nothing. A caller returns once its report is
     committed and applied, as with one report at a time. The report is
     committed before its message is looked up, so a worker that records the
-    send after the lookup finds the report waiting and applies it. When a
-    group's transaction fails, its reports go one by one through the step
-    that failed, so a report that cannot be written fails only its caller
-    and none is stored twice.
+    send after the lookup finds the report waiting and applies it. When the
+    database rejects a group's data, its reports go one by one through the
+    step that failed, so a report that cannot be written fails only its
+    caller and none is stored twice. Any other error fails the whole group.
     """
 
     def __init__(self, ledger: Ledger, clock: Clock, max_group: int = 500) -> None:
@@ -92,6 +99,8 @@ class ReportWriter:
         self.clock = clock
         self.max_group = max_group
         self._queued: list[_Queued] = []
+        # _group is the group being written, for stop to fail.
+        self._group: list[_Queued] = []
         self._writing: asyncio.Task[None] | None = None
 
     async def add(self, row: dict[str, Any]) -> tuple[int, bool]:
@@ -104,9 +113,22 @@ class ReportWriter:
             self._writing = asyncio.create_task(self._write_all())
         return await done
 
+    async def stop(self) -> None:
+        """Stop writing and fail the reports still queued; their callers
+        answer with an error, so AT sends them again."""
+        if self._writing is not None:
+            self._writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writing
+        stopped = Unavailable("the comms server is stopping; send the report again")
+        for queued in self._group + self._queued:
+            if not queued.done.done():
+                queued.done.set_exception(stopped)
+        self._queued.clear()
+
     async def _write_all(self) -> None:
         while self._queued:
-            group = self._queued[: self.max_group]
+            group = self._group = self._queued[: self.max_group]
             del self._queued[: self.max_group]
             stored = await self._store(group)
             if stored:
@@ -118,8 +140,9 @@ class ReportWriter:
         try:
             report_ids = await self.ledger.add_reports([q.row for q in group])
         except Exception as error:
-            if len(group) == 1:
-                _fail(group[0], error, "Storing")
+            if len(group) == 1 or not isinstance(error, _DATA_ERRORS):
+                for queued in group:
+                    _fail(queued, error, "Storing")
                 return []
             log.exception(
                 "Storing a group of %d delivery reports failed; storing them "
@@ -152,8 +175,9 @@ class ReportWriter:
         try:
             known = await self.ledger.apply_reports(moves, self.clock.now())
         except Exception as error:
-            if len(stored) == 1:
-                _fail(stored[0][0], error, "Applying")
+            if len(stored) == 1 or not isinstance(error, _DATA_ERRORS):
+                for queued, _ in stored:
+                    _fail(queued, error, "Applying")
                 return
             log.exception(
                 "Applying a group of %d delivery reports failed; applying them "

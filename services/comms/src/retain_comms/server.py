@@ -27,6 +27,7 @@ from retain_comms.peers import Peers
 from retain_comms.policy import POLICY, SERVICE
 from retain_comms.previews import Previews
 from retain_comms.queue import SendQueue, create_broker
+from retain_comms.reports import ReportWriter
 from retain_comms.results import Results
 from retain_comms.selection import Selector
 from retain_comms.servicer import CommsServicer
@@ -61,6 +62,7 @@ class Service:
     sweeper_task: asyncio.Task[None]
     # ussd_redis keeps the state of USSD sessions.
     ussd_redis: redis.asyncio.Redis
+    report_writer: ReportWriter
 
     @property
     def port(self) -> int:
@@ -69,6 +71,7 @@ class Service:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop serving, then the sweeper, then close every connection."""
         await self.running.stop(grace)
+        await self.report_writer.stop()
         self.sweeper_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.sweeper_task
@@ -104,12 +107,13 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
     )
     campaigns = Campaigns(store, ledger, selector, queue, clock)
     ussd_redis = redis.asyncio.Redis.from_url(settings.redis_url)
+    callbacks = Callbacks(store, ledger, peers, clock, settings.at_callback_secret)
     servicer = CommsServicer(
         campaigns=campaigns,
         store=store,
         ledger=ledger,
         results=Results(store, ledger, peers),
-        callbacks=Callbacks(store, ledger, peers, clock, settings.at_callback_secret),
+        callbacks=callbacks,
         provider=provider,
         clock=clock,
         low_balance_micros=settings.at_low_balance_micros,
@@ -135,4 +139,14 @@ async def start(settings: CommsSettings, clock: Clock) -> Service:
     )
     sweeper = Sweeper(store, ledger, queue, clock, settings)
     task = asyncio.create_task(sweeper.run(), name="comms-sweeper")
-    return Service(running, engine, peers, provider, broker, sweeper, task, ussd_redis)
+    return Service(
+        running,
+        engine,
+        peers,
+        provider,
+        broker,
+        sweeper,
+        task,
+        ussd_redis,
+        callbacks.report_writer,
+    )
