@@ -104,8 +104,6 @@ class RunResult:
 
 def main() -> None:
     args = parse_args()
-    # SIGTERM unwinds like Ctrl-C, so the servers and workers this started stop.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -114,7 +112,11 @@ def main() -> None:
     # The sweeper's lines show sends enqueued again during a run.
     logging.getLogger("retain_comms.sweeper").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="retain-bench-sms-") as directory:
-        report = asyncio.run(run_all(args, Path(directory)))
+        try:
+            report = asyncio.run(run_all(args, Path(directory)))
+        except asyncio.CancelledError:
+            log.error("Stopped by a signal; every server and worker was stopped")
+            sys.exit(128 + STOP_SIGNALS[-1])
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -158,6 +160,7 @@ def parse_args() -> argparse.Namespace:
 
 
 async def run_all(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    stop_on_signals()
     cert_dir = directory / "certs"
     issue_mesh(cert_dir, list(MESH_NAMES))
     postgres = Postgres(directory / "pg" / "data")
@@ -171,6 +174,7 @@ async def run_all(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         }
         runs = []
         for workers, rate in ((1, 0.0), (4, 0.0), (4, args.fault_rate)):
+            check_not_stopped()
             runs.append(
                 await pipeline_run(args, directory, postgres, redis, workers, rate)
             )
@@ -178,6 +182,35 @@ async def run_all(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         redis.stop()
         postgres.stop()
     return summary(args, runs, bare, batched)
+
+
+# Set by SIGINT or SIGTERM. A cancellation can be lost in a library that
+# catches it while it cleans up, so the loops also check this.
+STOPPING = threading.Event()
+# The numbers of the signals received.
+STOP_SIGNALS: list[int] = []
+
+
+def stop_on_signals() -> None:
+    """Cancel the running task on SIGINT or SIGTERM, so every finally block
+    stops what the script started."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        log.warning("Got signal %d; stopping the servers and workers", signum)
+        STOP_SIGNALS.append(signum)
+        STOPPING.set()
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+
+
+def check_not_stopped() -> None:
+    if STOPPING.is_set():
+        raise asyncio.CancelledError
 
 
 def summary(
@@ -414,6 +447,7 @@ async def wait_for_done(
     """Poll the ledger until every message of the campaign is done, or timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        check_not_stopped()
         states = await state_counts(stack, campaign_id)
         if sum(states.get(name, 0) for name in done) == sum(states.values()):
             return
