@@ -117,3 +117,35 @@ async def test_unsent_messages_are_dropped_after_max_age(stack: Stack) -> None:
 
     assert {m.state for m in messages} == {comms_pb2.MESSAGE_STATE_DROPPED}
     assert stack.emulator.messages() == []
+
+
+async def test_report_left_unapplied_is_applied_late(stack: Stack) -> None:
+    stack.emulator.set_callback_url(None)
+    stack.add_customers([1])
+    stack.start_worker()
+    campaign = await stack.launch(holdout_share=0.0)
+
+    async def submitted() -> comms_pb2.Message | None:
+        (message,) = await stack.messages(campaign.campaign_id)
+        return message if message.state == comms_pb2.MESSAGE_STATE_SUBMITTED else None
+
+    message = await eventually(submitted)
+    # A report stored but never applied, as a worker killed between recording
+    # the send and applying the reports that came before it leaves one.
+    ledger = Ledger(stack.service.engine)
+    await ledger.add_report(
+        {
+            "provider_message_id": message.provider_message_id,
+            "status": "Success",
+            "failure_reason": "",
+            "body": "",
+            "receive_time": stack.clock.now(),
+        }
+    )
+
+    await stack.service.sweeper.sweep()
+
+    (swept,) = await stack.messages(campaign.campaign_id)
+    assert swept.state == comms_pb2.MESSAGE_STATE_DELIVERED
+    assert swept.provider_status == "Success"
+    assert await ledger.reports_of_carried_ids(10) == []

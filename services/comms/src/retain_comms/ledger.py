@@ -394,6 +394,21 @@ class Ledger:
                 await conn.execute(_MARK_APPLIED, {"ids": applied})
         return known
 
+    async def reports_of_carried_ids(self, limit: int) -> Sequence[Row]:
+        """Return, oldest first, up to limit unapplied reports whose provider
+        id a message now carries."""
+        carried = sa.exists().where(
+            messages.c.provider_message_id == delivery_reports.c.provider_message_id
+        )
+        query = (
+            sa.select(delivery_reports)
+            .where(sa.not_(delivery_reports.c.applied), carried)
+            .order_by(delivery_reports.c.report_id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).all()
+
     async def mark_applied(self, report_id: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(

@@ -7,10 +7,13 @@ Each pass runs these steps in order:
 3. Enqueue again PENDING messages of running campaigns untouched for
    RETAIN_COMMS_REQUEUE_SECONDS, once no send waits in the queue, which covers
    a lost queue message or a failed enqueue.
-4. Turn SENDING messages older than the sending timeout, and SUBMITTED
+4. Apply stored delivery reports that were never applied although a message
+   now carries their provider id, as after a worker killed between recording
+   a send and applying the reports that came before it.
+5. Turn SENDING messages older than the sending timeout, and SUBMITTED
    messages without a final report after the report window, into
    DELIVERY_UNKNOWN.
-5. Finish running campaigns that have nothing left to send.
+6. Finish running campaigns that have nothing left to send.
 
 Every move is a compare-and-set, so a duplicate enqueue or a pass racing a
 worker is harmless.
@@ -26,12 +29,16 @@ import redis
 import sqlalchemy as sa
 from retain_runtime.clock import Clock
 
+from retain_comms import reports
 from retain_comms.ledger import Ledger
 from retain_comms.queue import SendQueue
 from retain_comms.settings import CommsSettings
 from retain_comms.states import MessageState
 from retain_comms.store import Store, running_campaigns
 from retain_comms.tables import messages
+
+# Unapplied reports one pass applies at most.
+LATE_REPORTS_PER_PASS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +90,21 @@ class Sweeper:
         stale = await self._stale_pending(now)
         if due or stale:
             await asyncio.to_thread(self.queue.enqueue, due + stale)
+        late = await self._apply_late_reports(now)
         interrupted, unreported = await self._give_up(now)
         finished = await self.store.finish_idle_campaigns(now)
-        self._log(dropped, due, stale, interrupted, unreported, finished)
+        self._log(dropped, due, stale, late, interrupted, unreported, finished)
+
+    async def _apply_late_reports(self, now: dt.datetime) -> list[int]:
+        """Apply stored reports that a message carries the provider id of but
+        that were never applied, and return their ids.
+
+        The worker applies the reports that came before it recorded a send
+        right after recording it, and a worker killed in between leaves them.
+        """
+        waiting = await self.ledger.reports_of_carried_ids(LATE_REPORTS_PER_PASS)
+        await reports.apply_waiting(self.ledger, waiting, now)
+        return [report.report_id for report in waiting]
 
     async def _stale_pending(self, now: dt.datetime) -> list[int]:
         """Touch and return the PENDING messages to enqueue again.
@@ -143,13 +162,14 @@ class Sweeper:
     def _log(*moved: list[int]) -> None:
         if not any(moved):
             return
-        dropped, due, stale, interrupted, unreported, finished = map(len, moved)
+        dropped, due, stale, late, interrupted, unreported, finished = map(len, moved)
         log.info(
-            "Sweep: %d dropped, %d due, %d re-enqueued, %d interrupted, "
-            "%d unreported, %d campaigns finished",
+            "Sweep: %d dropped, %d due, %d re-enqueued, %d reports applied late, "
+            "%d interrupted, %d unreported, %d campaigns finished",
             dropped,
             due,
             stale,
+            late,
             interrupted,
             unreported,
             finished,
