@@ -69,9 +69,10 @@ _MARK_APPLIED = sa.text(
 
 @dataclass(frozen=True)
 class ReportMove:
-    """What one stored delivery report does to a SUBMITTED message: move it
-    to target and set provider_status, reason unless it is None, and the cost
-    unless it is 0. Only a voice call's final callback states a cost."""
+    """The change one stored delivery report makes to a SUBMITTED message:
+    move it to target and set provider_status, reason unless it is None, and
+    the cost unless it is 0. Only a voice call's final callback states a
+    cost."""
 
     report_id: int
     provider_message_id: str
@@ -350,8 +351,8 @@ class Ledger:
         self, moves: Sequence[ReportMove], now: dt.datetime
     ) -> set[str]:
         """Apply stored reports, in their order, to the SUBMITTED messages that
-        carry their provider ids, and mark those reports applied, in one
-        transaction; return the provider ids that a message carries.
+        carry their provider ids, and mark those reports applied. Return the
+        provider ids that a message carries. It all takes one transaction.
 
         A report whose provider id no message carries changes nothing. A
         message in another state keeps it, and its report is marked applied
@@ -359,10 +360,12 @@ class Ledger:
         """
         for target in {move.target for move in moves}:
             checked_sources([MessageState.SUBMITTED], target)
-        wanted = sorted({move.provider_message_id for move in moves})
+        provider_ids = sorted({move.provider_message_id for move in moves})
         async with self.engine.begin() as conn:
             known = set(
-                (await conn.execute(_CARRIED_PROVIDER_IDS, {"ids": wanted})).scalars()
+                (
+                    await conn.execute(_CARRIED_PROVIDER_IDS, {"ids": provider_ids})
+                ).scalars()
             )
             # The n-th reports of each provider id go in the n-th UPDATE, so
             # two reports of one message apply in the order they came.
