@@ -15,6 +15,7 @@ from comms_harness import API_KEY, USERNAME, Stack, eventually
 from retain.comms.v1 import comms_pb2
 from retain.type.v1 import channel_pb2
 from retain.user.v1 import user_pb2
+from retain_comms import africastalking, delivery
 from retain_comms.africastalking import (
     AfricasTalkingClient,
     Outcome,
@@ -22,6 +23,7 @@ from retain_comms.africastalking import (
     ProviderUnavailable,
 )
 from retain_comms.delivery import REQUESTS_AT_ONCE, Deliverer
+from retain_comms.ratelimit import SendRateBusy
 from retain_emulator import AfricasTalkingEmulator
 from retain_runtime.money import kes
 
@@ -303,3 +305,43 @@ class RedirectServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def test_reply_over_size_limit_is_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(africastalking, "MAX_REPLY_BYTES", 1000)
+    with AfricasTalkingEmulator(USERNAME, API_KEY) as emulator:
+        client = AfricasTalkingClient(emulator.base_url, USERNAME, API_KEY)
+        numbers = [phone_of(c) for c in range(1, 21)]
+        try:
+            results = await client.send_bulk(numbers, "Hello")
+        finally:
+            await client.aclose()
+        accepted = len(emulator.messages())
+
+    assert accepted == len(numbers)
+    assert {r.outcome for r in results.values()} == {Outcome.UNKNOWN}
+
+
+async def test_batch_waiting_too_long_for_tokens_claims_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "RATE_WAIT_SECONDS", 0.5)
+    stack.add_customers(range(1, 21))
+    campaign = await stack.launch(holdout_share=0.0)
+    ids = sorted(m.message_id for m in await stack.messages(campaign.campaign_id))
+    # One token a second: the first batch takes them all and more.
+    settings = dataclasses.replace(stack.settings, at_send_rate_per_second=1.0)
+    deliverer = Deliverer(settings, stack.clock)
+
+    try:
+        await deliverer.send_batch(ids[:10])
+        with pytest.raises(SendRateBusy):
+            await deliverer.send_batch(ids[10:])
+    finally:
+        await deliverer.close()
+
+    states = {m.message_id: m.state for m in await stack.messages(campaign.campaign_id)}
+    assert {states[i] for i in ids[10:]} == {comms_pb2.MESSAGE_STATE_PENDING}
+    assert len(stack.emulator.receive_counts()) == 10
