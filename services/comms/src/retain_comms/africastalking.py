@@ -21,9 +21,9 @@ import enum
 import json
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from retain_runtime.errors import InvalidArgument
@@ -32,6 +32,8 @@ from retain_runtime.money import KES, parse_provider_cost
 
 log = logging.getLogger(__name__)
 
+ResultT = TypeVar("ResultT", "SendResult", "CallResult")
+
 # Recipient statuses meaning the provider took the message: 100 Processed,
 # 101 Success (documented as "Sent"), 102 Queued.
 _ACCEPTED = frozenset({"Processed", "Success", "Sent", "Queued"})
@@ -39,8 +41,8 @@ _ACCEPTED = frozenset({"Processed", "Success", "Sent", "Queued"})
 # The voice API's status of a call it accepted and will place.
 _CALL_QUEUED = "Queued"
 
-# AT's reply to a send of 100 recipients is about 15 KB; a longer reply is
-# not read.
+# The emulator's reply to a send of 100 recipients, in AT's format, is 15 KB.
+# A longer reply is not read.
 MAX_REPLY_BYTES = 4 * 2**20
 
 # Errors raised before any byte of the request reached the provider: no
@@ -141,17 +143,17 @@ class AfricasTalkingClient:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._headers = {"apiKey": api_key, "Accept": "application/json"}
-        # The total includes the connect time, so that a connection that never
-        # opens fails as a connect timeout, which is retried, before the total
-        # runs out, which is not.
+        # The total includes the connect time. A connection that never opens
+        # then fails as a connect timeout, which is retried, before the total
+        # runs out, which is not retried.
         connect_seconds = min(5.0, timeout_seconds)
         self._timeout = aiohttp.ClientTimeout(
             total=connect_seconds + timeout_seconds, connect=connect_seconds
         )
         # aiohttp's session belongs to the event loop it is made in, so it is
-        # made at the first request. aiohttp spends about a quarter of httpx's
-        # CPU time on a request, and a campaign of personalised texts makes one
-        # request per message.
+        # made at the first request. aiohttp used 0.27 ms of CPU per request
+        # against httpx's 1.1 ms, and a campaign of personalised texts makes
+        # one request per message.
         self._http: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
@@ -314,7 +316,7 @@ class AfricasTalkingClient:
 def _raise_for_client_error(response: Reply) -> None:
     if 300 <= response.status_code < 400 and response.status_code != 303:
         # The server did not act on the request at this address. A 303 means
-        # that it did, so its send reads as an unreadable reply: unknown.
+        # that it did, so the send's outcome is unknown.
         raise ProviderRejected(
             f"HTTP {response.status_code} from Africa's Talking redirects to "
             f"{response.location[:200]!r}; set AT_BASE_URL (or AT_VOICE_BASE_URL) "
@@ -332,42 +334,25 @@ def _parse_send_reply(
     """Read each recipient's status from a 2xx send reply."""
     try:
         data = response.json()["SMSMessageData"]
-        recipients = list(data.get("Recipients") or [])
+        recipients = [
+            (str(entry["number"]), dict(entry))
+            for entry in data.get("Recipients") or []
+        ]
         summary = str(data.get("Message", ""))
-        by_number = {str(entry["number"]): dict(entry) for entry in recipients}
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         log.warning("Send reply for %d numbers is not AT's JSON", len(phone_numbers))
         unreadable = SendResult(Outcome.UNKNOWN, reason="unreadable send reply")
         return dict.fromkeys(phone_numbers, unreadable)
-    if not recipients and not summary:
-        log.warning("Send reply for %d numbers names no recipient", len(phone_numbers))
-        empty = SendResult(Outcome.UNKNOWN, reason="send reply without recipients")
-        return dict.fromkeys(phone_numbers, empty)
-    if not recipients:
-        # AT reports a request-wide problem, such as InvalidSenderId, this way.
-        failed = SendResult(Outcome.FAILED, provider_status=summary, reason=summary)
-        return dict.fromkeys(phone_numbers, failed)
-    if len(phone_numbers) == 1 and len(recipients) == 1:
-        # One recipient needs no match by number, whatever form AT writes it in.
-        return {phone_numbers[0]: _recipient_result(recipients[0])}
-    missing = SendResult(Outcome.UNKNOWN, reason="no status in the send reply")
-    # A number listed twice may have been sent whatever its other entry states.
-    twice = SendResult(Outcome.UNKNOWN, reason="number listed twice in the reply")
-    repeated = _repeated(str(entry["number"]) for entry in recipients)
-    return {
-        number: twice
-        if number in repeated
-        else _recipient_result(by_number[number])
-        if number in by_number
-        else missing
-        for number in phone_numbers
-    }
-
-
-def _repeated(numbers: Iterable[str]) -> set[str]:
-    """Return the numbers that occur more than once."""
-    counts = collections.Counter(numbers)
-    return {number for number, count in counts.items() if count > 1}
+    return _verdicts(
+        phone_numbers,
+        recipients,
+        summary,
+        SendResult,
+        _recipient_result,
+        _ReplyReasons(
+            "Send", "send reply without recipients", "no status in the send reply"
+        ),
+    )
 
 
 def _parse_call_reply(
@@ -376,36 +361,76 @@ def _parse_call_reply(
     """Read each number's entry from a 2xx call reply."""
     try:
         data = response.json()
-        entries = [dict(entry) for entry in data.get("entries") or []]
+        entries = [
+            (str(entry.get("phoneNumber", "")), dict(entry))
+            for entry in data.get("entries") or []
+        ]
         error_message = str(data.get("errorMessage") or "")
-        by_number = {str(entry.get("phoneNumber", "")): entry for entry in entries}
     except (ValueError, AttributeError, TypeError, RecursionError):
         log.warning("Call reply for %d numbers is not AT's JSON", len(phone_numbers))
         unreadable = CallResult(Outcome.UNKNOWN, reason="unreadable call reply")
         return dict.fromkeys(phone_numbers, unreadable)
-    if not entries and not error_message:
-        log.warning("Call reply for %d numbers names no number", len(phone_numbers))
-        empty = CallResult(Outcome.UNKNOWN, reason="call reply without entries")
-        return dict.fromkeys(phone_numbers, empty)
-    if not entries:
-        # AT reports a request-wide problem, such as an unknown from number.
-        failed = CallResult(
-            Outcome.FAILED, provider_status=error_message, reason=error_message
+    return _verdicts(
+        phone_numbers,
+        entries,
+        error_message,
+        CallResult,
+        _call_entry_result,
+        _ReplyReasons(
+            "Call", "call reply without entries", "no entry in the call reply"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _ReplyReasons:
+    """The words a reply's verdicts use: the request kind for logs, and the
+    reasons of a reply without entries and of a number without an entry."""
+
+    kind: str
+    empty: str
+    missing: str
+
+
+def _verdicts(
+    phone_numbers: Sequence[str],
+    entries: list[tuple[str, dict[str, Any]]],
+    summary: str,
+    result: Callable[..., ResultT],
+    entry_result: Callable[[dict[str, Any]], ResultT],
+    reasons: _ReplyReasons,
+) -> dict[str, ResultT]:
+    """Return each number's verdict from the (number, entry) pairs of a reply
+    and its request-wide message."""
+    if not entries and not summary:
+        log.warning(
+            "%s reply for %d numbers names no number", reasons.kind, len(phone_numbers)
         )
+        return dict.fromkeys(
+            phone_numbers, result(Outcome.UNKNOWN, reason=reasons.empty)
+        )
+    if not entries:
+        # AT reports a request-wide problem, such as InvalidSenderId or an
+        # unknown from number, this way.
+        failed = result(Outcome.FAILED, provider_status=summary, reason=summary)
         return dict.fromkeys(phone_numbers, failed)
     if len(phone_numbers) == 1 and len(entries) == 1:
-        return {phone_numbers[0]: _call_entry_result(entries[0])}
-    missing = CallResult(Outcome.UNKNOWN, reason="no entry in the call reply")
-    twice = CallResult(Outcome.UNKNOWN, reason="number listed twice in the reply")
-    repeated = _repeated(str(entry.get("phoneNumber", "")) for entry in entries)
-    return {
-        number: twice
-        if number in repeated
-        else _call_entry_result(by_number[number])
-        if number in by_number
-        else missing
-        for number in phone_numbers
-    }
+        # One entry needs no match by number, whatever form AT writes it in.
+        return {phone_numbers[0]: entry_result(entries[0][1])}
+    missing = result(Outcome.UNKNOWN, reason=reasons.missing)
+    # A number listed twice may have been sent whatever its other entry states.
+    twice = result(Outcome.UNKNOWN, reason="number listed twice in the reply")
+    counts = collections.Counter(number for number, _ in entries)
+    by_number = dict(entries)
+    verdicts = {}
+    for number in phone_numbers:
+        if counts[number] > 1:
+            verdicts[number] = twice
+        elif number in by_number:
+            verdicts[number] = entry_result(by_number[number])
+        else:
+            verdicts[number] = missing
+    return verdicts
 
 
 def _call_entry_result(entry: dict[str, Any]) -> CallResult:

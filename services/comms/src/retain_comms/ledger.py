@@ -27,7 +27,6 @@ from retain_comms.states import (
 from retain_comms.store import Row, move_campaign
 from retain_comms.tables import (
     assignments,
-    campaigns,
     control,
     delivery_reports,
     messages,
@@ -152,22 +151,6 @@ class Ledger:
                 .returning(messages.c.message_id)
             )
             return sorted(result.scalars().all())
-
-    async def load_for_send(self, message_id: int) -> Row | None:
-        """Return a message with its campaign's status and spec and the global
-        stop flag, or None for an unknown id."""
-        query = (
-            sa.select(
-                messages,
-                campaigns.c.status.label("campaign_status"),
-                campaigns.c.spec.label("campaign_spec"),
-                sa.select(control.c.stopped).scalar_subquery().label("stopped"),
-            )
-            .join(campaigns, campaigns.c.campaign_id == messages.c.campaign_id)
-            .where(messages.c.message_id == message_id)
-        )
-        async with self.engine.connect() as conn:
-            return (await conn.execute(query)).one_or_none()
 
     async def pending_ids(self, campaign_id: int) -> list[int]:
         query = sa.select(messages.c.message_id).where(

@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
 from retain_runtime.clock import Clock
@@ -70,6 +70,9 @@ def move_of(
     )
 
 
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
 # Errors of one statement's data, which another report of the group may cause.
 _DATA_ERRORS = (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError)
 
@@ -91,7 +94,8 @@ class ReportWriter:
     send after the lookup finds the report waiting and applies it. When the
     database rejects a group's data, its reports go one by one through the
     step that failed, so a report that cannot be written fails only its
-    caller and none is stored twice. Any other error fails the whole group.
+    caller. The failed transaction stored nothing, so no report is stored
+    twice. Any other error fails the whole group.
     """
 
     def __init__(self, ledger: Ledger, clock: Clock, max_group: int = 500) -> None:
@@ -114,8 +118,8 @@ class ReportWriter:
         return await done
 
     async def stop(self) -> None:
-        """Stop writing and fail the reports still queued; their callers
-        answer with an error, so AT sends them again."""
+        """Stop writing and fail the reports being written or queued. Their
+        callbacks then get an error, so AT sends them again."""
         if self._writing is not None:
             self._writing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -130,71 +134,70 @@ class ReportWriter:
         while self._queued:
             group = self._group = self._queued[: self.max_group]
             del self._queued[: self.max_group]
-            stored = await self._store(group)
-            if stored:
-                await self._apply(stored)
-
-    async def _store(self, group: list[_Queued]) -> list[tuple[_Queued, int]]:
-        """Store a group's reports in one transaction, or one by one when
-        that fails; return each stored report with its id."""
-        try:
-            report_ids = await self.ledger.add_reports([q.row for q in group])
-        except Exception as error:
-            if len(group) == 1 or not isinstance(error, _DATA_ERRORS):
-                for queued in group:
-                    _fail(queued, error, "Storing")
-                return []
-            log.exception(
-                "Storing a group of %d delivery reports failed; storing them "
-                "one by one",
-                len(group),
+            stored = await _in_group_or_alone(
+                "Storing",
+                [(queued, queued.row) for queued in group],
+                self.ledger.add_reports,
             )
-            stored = []
-            for queued in group:
-                try:
-                    [report_id] = await self.ledger.add_reports([queued.row])
-                except Exception as alone_error:  # noqa: BLE001 - handed to the caller
-                    _fail(queued, alone_error, "Storing")
-                else:
-                    stored.append((queued, report_id))
-            return stored
-        return list(zip(group, report_ids, strict=True))
+            moves = [
+                (
+                    queued,
+                    move_of(
+                        report_id,
+                        row["provider_message_id"],
+                        row["status"],
+                        row["failure_reason"],
+                    ),
+                )
+                for queued, row, report_id in stored
+            ]
+            applied = await _in_group_or_alone("Applying", moves, self._apply)
+            for queued, move, carried in applied:
+                _answer(queued, (move.report_id, carried))
 
-    async def _apply(self, stored: list[tuple[_Queued, int]]) -> None:
-        """Apply stored reports in one transaction, or one by one when that
-        fails, and return the results to their callers."""
-        moves = [
-            move_of(
-                report_id,
-                queued.row["provider_message_id"],
-                queued.row["status"],
-                queued.row["failure_reason"],
-            )
-            for queued, report_id in stored
+    async def _apply(self, moves: list[ReportMove]) -> list[bool]:
+        """Apply moves in one transaction; return for each whether a message
+        carries its provider id."""
+        known = await self.ledger.apply_reports(moves, self.clock.now())
+        return [move.provider_message_id in known for move in moves]
+
+
+async def _in_group_or_alone(
+    step_name: str,
+    items: list[tuple[_Queued, ItemT]],
+    step: Callable[[list[ItemT]], Awaitable[list[ResultT]]],
+) -> list[tuple[_Queued, ItemT, ResultT]]:
+    """Run step once over every item, or over each item alone when the
+    database rejects the data of the group. Fail the callers of the items
+    that step fails for, and return the others with their results."""
+    if not items:
+        return []
+    try:
+        results = await step([item for _, item in items])
+    except Exception as error:
+        if len(items) == 1 or not isinstance(error, _DATA_ERRORS):
+            for queued, _ in items:
+                _fail(queued, error, step_name)
+            return []
+        log.exception(
+            "%s a group of %d delivery reports failed; retrying them one by one",
+            step_name,
+            len(items),
+        )
+    else:
+        return [
+            (queued, item, result)
+            for (queued, item), result in zip(items, results, strict=True)
         ]
+    done = []
+    for queued, item in items:
         try:
-            known = await self.ledger.apply_reports(moves, self.clock.now())
-        except Exception as error:
-            if len(stored) == 1 or not isinstance(error, _DATA_ERRORS):
-                for queued, _ in stored:
-                    _fail(queued, error, "Applying")
-                return
-            log.exception(
-                "Applying a group of %d delivery reports failed; applying them "
-                "one by one",
-                len(stored),
-            )
-            for (queued, _), move in zip(stored, moves, strict=True):
-                try:
-                    known = await self.ledger.apply_reports([move], self.clock.now())
-                except Exception as alone_error:  # noqa: BLE001 - handed to the caller
-                    _fail(queued, alone_error, "Applying")
-                else:
-                    _answer(queued, (move.report_id, move.provider_message_id in known))
-            return
-        log.debug("Wrote %d delivery reports in one group", len(stored))
-        for (queued, _), move in zip(stored, moves, strict=True):
-            _answer(queued, (move.report_id, move.provider_message_id in known))
+            [result] = await step([item])
+        except Exception as error:  # noqa: BLE001 - handed to the caller
+            _fail(queued, error, step_name)
+        else:
+            done.append((queued, item, result))
+    return done
 
 
 def _answer(queued: _Queued, result: tuple[int, bool]) -> None:
@@ -204,7 +207,7 @@ def _answer(queued: _Queued, result: tuple[int, bool]) -> None:
 
 def _fail(queued: _Queued, error: Exception, step: str) -> None:
     # The caller replies to the callback with the error, so AT sends the report
-    # again; a repeated report changes nothing.
+    # again. A repeated report changes nothing.
     log.error(
         "%s the delivery report for %s failed: %r",
         step,
