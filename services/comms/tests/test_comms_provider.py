@@ -264,7 +264,7 @@ async def test_client_rejects_redirect_without_following(status: int) -> None:
 
 
 async def test_see_other_after_send_is_unknown() -> None:
-    # A 303 says the server acted on the POST, so the message may have gone.
+    # A 303 means the server acted on the POST, so the message may have gone.
     with AfricasTalkingEmulator(USERNAME, API_KEY) as emulator:
         redirect = RedirectServer(f"{emulator.base_url}/version1/messaging", 303)
         client = AfricasTalkingClient(redirect.base_url, USERNAME, API_KEY)
@@ -279,7 +279,8 @@ async def test_see_other_after_send_is_unknown() -> None:
 
 
 class RedirectServer:
-    """Answers every request with a redirect status to location."""
+    """An HTTP server that replies to every request with a redirect to
+    location."""
 
     def __init__(self, location: str, status: int) -> None:
         class Handler(BaseHTTPRequestHandler):

@@ -142,9 +142,9 @@ def test_number_listed_twice_is_unknown() -> None:
         "cost": "KES 0.8000",
         "messageId": "ATXid_1",
     }
-    refused = {"number": NUMBER, "status": "InsufficientBalance", "cost": "0"}
+    short_of_balance = {"number": NUMBER, "status": "InsufficientBalance", "cost": "0"}
     other = {**accepted, "number": OTHER, "messageId": "ATXid_2"}
-    data = {"Message": "Sent to 2/3", "Recipients": [accepted, refused, other]}
+    data = {"Message": "Sent to 2/3", "Recipients": [accepted, short_of_balance, other]}
     body = json.dumps({"SMSMessageData": data}).encode()
 
     verdicts = _parse_send_reply(Reply(201, body), [NUMBER, OTHER])

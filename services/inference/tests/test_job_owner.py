@@ -103,15 +103,15 @@ async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
         return row.state, row.message
 
     try:
-        gone = await add_job(store, SCORING_RUN, "replica-gone", RUNNING)
-        await store.update_job(gone, NOW, lease_expire_time=NOW)
+        abandoned = await add_job(store, SCORING_RUN, "replica-abandoned", RUNNING)
+        await store.update_job(abandoned, NOW, lease_expire_time=NOW)
         unleased = await add_job(store, SCORING_RUN, "replica-b", RUNNING)
         live = await runner.start(SCORING_RUN, work)
         watcher.watch_leases()
         # Two and a half leases: the live job's lease would have expired
         # twice without renewal.
         await asyncio.sleep(2.5)
-        gone_state, gone_message = await state_of(gone)
+        abandoned_state, abandoned_message = await state_of(abandoned)
         unleased_state, _ = await state_of(unleased)
         live_state, _ = await state_of(live["job_id"])
         finish.set()
@@ -122,8 +122,8 @@ async def test_expired_lease_fails_any_replicas_job(database_url) -> None:
         await runner.stop()
         await engine.dispose()
 
-    assert gone_state == FAILED
-    assert "replica-gone stopped renewing its lease" in gone_message
+    assert abandoned_state == FAILED
+    assert "replica-abandoned stopped renewing its lease" in abandoned_message
     assert unleased_state == RUNNING
     assert live_state == RUNNING
     assert finished_state == job_pb2.JOB_STATE_SUCCEEDED

@@ -70,7 +70,7 @@ class JobRunner:
                         "Job %s of replica %s failed: its lease expired", job_id, owner
                     )
             except Exception:
-                # The next pass tries again; a missed pass only delays it.
+                # The next pass tries again, so a missed pass only delays it.
                 log.exception("Checking job leases failed")
             await asyncio.sleep(self.lease_seconds / 2)
 

@@ -69,9 +69,11 @@ class Store:
         return row
 
     async def update_job(self, job_id: str, now: dt.datetime, **values: Any) -> bool:
-        """Set values on a queued or running job; return False, changing
-        nothing, when the job has ended, for example because another replica
-        failed it after its lease expired."""
+        """Set values on a queued or running job and return True.
+
+        Return False, changing nothing, when the job has ended, for example
+        because another replica failed it after its lease expired.
+        """
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 jobs.update()
@@ -111,8 +113,10 @@ class Store:
 
     async def renew_lease(self, job_id: str, owner: str, seconds: float) -> bool:
         """Extend the lease of a queued or running job of owner to seconds
-        from now; return False when the job has ended or belongs to another
-        replica."""
+        from now and return True.
+
+        Return False when the job has ended or belongs to another replica.
+        """
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 jobs.update()
