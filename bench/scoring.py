@@ -23,12 +23,14 @@ Three figures come from the same run:
 Both ceilings are measured before the events and inference services start.
 
 The ratio is end to end over the lower ceiling. ratio_same_threads takes the
-raw forward at the service's own thread count (--threads) instead. Peak RSS is
+raw forward at the service's own thread count instead: --threads times
+--forward-workers. Peak RSS is
 the inference service's VmHWM. Stage timings come from the inference service's
 log record of the finished run, and CPU seconds from /proc.
 
 Usage: python bench/scoring.py [--customers 200000] [--events-per-customer 50]
-       [--page-size N] [--batch-size N] [--threads 1] [--json PATH]
+       [--page-size N] [--batch-size N] [--threads 1] [--forward-workers 1]
+       [--json PATH]
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ class Services:
 class Result:
     customers: int
     threads: int  # RETAIN_TORCH_THREADS of the inference service
+    forward_workers: int  # RETAIN_FORWARD_WORKERS of the inference service
     events: int
     load_s: float
     end_to_end_s: float
@@ -156,12 +159,17 @@ class Result:
     stage_seconds: dict[str, dict[str, float]]
     cpu_seconds: dict[str, float]
 
+    @property
+    def service_threads(self) -> int:
+        """Threads that the service's forward passes use together."""
+        return self.threads * self.forward_workers
+
     def document(self) -> dict[str, Any]:
         customers_per_s = self.customers / self.end_to_end_s
         db_read_per_s = self.customers / self.db_read_s
         # The forward ceiling is the best thread count, whatever the service used.
         raw_forward_per_s = self.customers / min(self.raw_forward_s.values())
-        same_threads_per_s = self.customers / self.raw_forward_s[self.threads]
+        same_threads_per_s = self.customers / self.raw_forward_s[self.service_threads]
         return {
             "customers": self.customers,
             "events": self.events,
@@ -170,6 +178,7 @@ class Result:
             "raw_forward_per_s": round(raw_forward_per_s, 1),
             "ratio": round(customers_per_s / min(db_read_per_s, raw_forward_per_s), 3),
             "service_torch_threads": self.threads,
+            "service_forward_workers": self.forward_workers,
             "ratio_same_threads": round(
                 customers_per_s / min(db_read_per_s, same_threads_per_s), 3
             ),
@@ -370,7 +379,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> Result:
         db_read_s, db_read_bytes = measure_db_read(services.url("events"))
         logger.info("COPY read %.1f MiB in %.2f s", db_read_bytes / 2**20, db_read_s)
         raw_forward_s = measure_raw_forward(
-            predictor, events, args.batch_size, args.threads
+            predictor, events, args.batch_size, args.threads * args.forward_workers
         )
         logger.info("Raw forward took %s s by torch threads", raw_forward_s)
         services.start("events", {})
@@ -379,6 +388,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> Result:
             {
                 "RETAIN_EVENTS_TARGET": f"127.0.0.1:{services.ports['events']}",
                 "RETAIN_TORCH_THREADS": str(args.threads),
+                "RETAIN_FORWARD_WORKERS": str(args.forward_workers),
                 **_optional_env(args),
             },
         )
@@ -396,6 +406,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> Result:
         return Result(
             customers=events.customer_count,
             threads=args.threads,
+            forward_workers=args.forward_workers,
             events=events.customer_ids.shape[0],
             load_s=load_s,
             end_to_end_s=end_to_end_s,
@@ -444,7 +455,8 @@ def print_report(document: dict[str, Any]) -> None:
         f"ratio                {document['ratio']:>12.3f}",
         (
             f"ratio, same threads {document['ratio_same_threads']:>12.3f}"
-            f"  (raw forward at the service's {document['service_torch_threads']})"
+            f"  (raw forward at the service's {document['service_torch_threads']}"
+            f" x {document['service_forward_workers']} forward workers)"
         ),
         f"peak RSS inference   {document['peak_rss_mb']:>12,.0f} MiB",
         f"peak RSS events      {document['events_peak_rss_mb']:>12,.0f} MiB",
@@ -484,6 +496,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help="RETAIN_TORCH_THREADS for the inference service",
+    )
+    parser.add_argument(
+        "--forward-workers",
+        type=int,
+        default=1,
+        help="RETAIN_FORWARD_WORKERS for the inference service",
     )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     return parser.parse_args()

@@ -241,6 +241,8 @@ def test_shard_ranges_split_ids_evenly(first, last, shards, expected) -> None:
         ("RETAIN_SCORE_PAGE_SIZE", "20000"),
         ("RETAIN_REPLICA_ID", " "),
         ("RETAIN_JOB_LEASE_SECONDS", "0.5"),
+        ("RETAIN_FORWARD_WORKERS", "0"),
+        ("RETAIN_FORWARD_WORKERS", "65"),
     ],
 )
 def test_bad_scoring_setting_is_rejected(variable: str, value: str) -> None:

@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from inference_doubles import FakeEvents, start_fake_events, synthetic_events
 from retain.inference.v1 import inference_pb2 as pb
 from retain.inference.v1 import inference_pb2_grpc
 from retain.type.v1 import job_pb2
-from retain_inference import server
+from retain_inference import scoring, server
+from retain_inference.checkpoint import checkpoint_from_bytes
+from retain_inference.sequences import CustomerSequence
 from retain_inference.settings import InferenceSettings
+from retain_inference.store import Store
 from retain_runtime.certs import CertPaths
 from retain_runtime.credentials import aio_channel
 from retain_runtime.server import RunningServer
@@ -51,6 +55,8 @@ async def inference_service(
             "RETAIN_EVENTS_TARGET": f"127.0.0.1:{events_server.port}",
             "RETAIN_SCORE_PAGE_SIZE": "50",
             "RETAIN_TORCH_THREADS": "1",
+            # Pages of 50 of 240 customers keep three forwards busy at once.
+            "RETAIN_FORWARD_WORKERS": "3",
         }
     )
     server.prepare_database(url)
@@ -139,6 +145,35 @@ async def test_trained_model_scores_every_customer(inference) -> None:
     assert all(s.model_version == version for s in scores)
     assert all(s.horizon_days == 30 for s in scores)
     assert all(s.expected_days_to_next_activity > 0 for s in scores)
+
+
+async def test_run_scores_equal_the_model_on_every_customer(
+    inference, inference_service: server.InferenceService
+) -> None:
+    version = await train(inference, seed=4)
+    run = await score(inference)
+    served = {
+        s.customer_id: s.churn_probability
+        for s in await all_scores(inference, run.scoring_run_id)
+    }
+    checkpoint = await Store(inference_service.engine).checkpoint(version)
+    sequences = [
+        CustomerSequence(
+            customer_id,
+            np.array([t for t, _ in rows if t < LABEL_END.timestamp()]),
+            np.ones(sum(1 for t, _ in rows if t < LABEL_END.timestamp()), np.int32),
+            np.array([a for t, a in rows if t < LABEL_END.timestamp()]),
+        )
+        for customer_id, rows in synthetic_events().items()
+    ]
+    direct = scoring.score(checkpoint_from_bytes(checkpoint), sequences, LABEL_END)
+    expected = dict(
+        zip(
+            direct.customer_ids.tolist(), direct.churn_probability.tolist(), strict=True
+        )
+    )
+    assert served.keys() == expected.keys()
+    assert served == pytest.approx(expected, rel=1e-5, abs=1e-9)
 
 
 async def test_threshold_keeps_only_risky_scores(inference) -> None:

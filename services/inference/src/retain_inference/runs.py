@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ PREFETCH_PAGES = 2
 class ScoringOptions:
     page_size: int  # customers per ListSequences page
     batch_size: int  # customers per forward pass
-    torch_threads: int
+    torch_threads: int  # intra-op threads of each forward worker
+    forward_workers: int = 1  # pages running through the model at once
 
 
 class ScoringRuns:
@@ -159,12 +161,13 @@ class ScoringRuns:
 
 
 class _Pipeline:
-    """The scoring of one run's pages in two threads, with COPYs in the background.
+    """The scoring of one run's pages in worker threads, with COPYs in the background.
 
-    Page k + 1's features are built in the CPU thread while page k runs through
-    the model in the forward thread. Page k's rows are then formatted in the
-    CPU thread while page k + 1 runs through the model, and stored by a COPY
-    while later pages are scored.
+    The CPU thread builds each page's features, and the forward workers run
+    pages through the model, one page each, while the CPU thread prepares the
+    next one. A page's rows are formatted in the CPU thread once the model has
+    scored it, and stored by a COPY while later pages are scored. Up to one
+    prepared page waits for a free forward worker.
     """
 
     def __init__(
@@ -184,12 +187,14 @@ class _Pipeline:
         self.done = 0
         prefix = f"scoring-run-{run['scoring_run_id']}"
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix=f"{prefix}-cpu")
-        self.forward = ThreadPoolExecutor(1, thread_name_prefix=f"{prefix}-forward")
-        self.forwarding: asyncio.Future[ScoreBatch] | None = None
+        self.forward = ThreadPoolExecutor(
+            runs.options.forward_workers, thread_name_prefix=f"{prefix}-forward"
+        )
+        self.forwarding: deque[asyncio.Future[ScoreBatch]] = deque()
         self.storing: asyncio.Task[None] | None = None
 
     async def push(self, table: EventTable) -> None:
-        """Prepare a page, start its forward pass and store the page before it."""
+        """Prepare a page, start its forward pass and store pages the model scored."""
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(
             self.cpu,
@@ -200,17 +205,18 @@ class _Pipeline:
             self.runs.options.batch_size,
             self.times,
         )
-        previous = self.forwarding
-        self.forwarding = loop.run_in_executor(self.forward, self._predict, prepared)
-        if previous is not None:
-            await self._store(await previous)
+        self.forwarding.append(
+            loop.run_in_executor(self.forward, self._predict, prepared)
+        )
+        while len(self.forwarding) > self.runs.options.forward_workers or (
+            self.forwarding and self.forwarding[0].done()
+        ):
+            await self._store(await self.forwarding.popleft())
 
     async def drain(self) -> None:
-        """Store the last page and wait for every COPY."""
-        if self.forwarding is not None:
-            batch = await self.forwarding
-            self.forwarding = None
-            await self._store(batch)
+        """Store the last pages and wait for every COPY."""
+        while self.forwarding:
+            await self._store(await self.forwarding.popleft())
         await self._wait_for_store()
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ are built while the previous page runs through the model.
 """
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ class StageTimes:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.cpu_seconds: dict[str, float] = {}
+        self._lock = threading.Lock()  # several threads may measure one stage
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
@@ -59,8 +61,9 @@ class StageTimes:
         finally:
             elapsed = time.perf_counter() - started
             cpu = time.thread_time() - cpu_started
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
-            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + cpu
+            with self._lock:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+                self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + cpu
 
 
 def score(

@@ -91,7 +91,10 @@ async def start(
         registry,
         jobs,
         ScoringOptions(
-            settings.score_page_size, settings.score_batch_size, settings.torch_threads
+            settings.score_page_size,
+            settings.score_batch_size,
+            settings.torch_threads,
+            settings.forward_workers,
         ),
     )
     servicer = InferenceServicer(

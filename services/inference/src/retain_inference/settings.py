@@ -16,6 +16,9 @@ class InferenceSettings:
 
     service: ServiceSettings
     torch_threads: int
+    # Pages that run through the model at once during a scoring run, each in
+    # its own thread with torch_threads intra-op threads.
+    forward_workers: int
     score_page_size: int
     score_batch_size: int
     # Seconds between scheduled scoring runs; 0 turns the scheduler off.
@@ -37,6 +40,7 @@ class InferenceSettings:
         settings = cls(
             service=ServiceSettings.from_env("inference", environ),
             torch_threads=env.int("RETAIN_TORCH_THREADS", 2),
+            forward_workers=env.int("RETAIN_FORWARD_WORKERS", 1),
             score_page_size=env.int("RETAIN_SCORE_PAGE_SIZE", 5000),
             score_batch_size=env.int("RETAIN_SCORE_BATCH_SIZE", 2048),
             scoring_interval_seconds=env.float("RETAIN_SCORING_INTERVAL_SECONDS", 0),
@@ -52,6 +56,11 @@ class InferenceSettings:
         if self.torch_threads < 1:
             raise SettingsError(
                 "RETAIN_TORCH_THREADS", f'"{self.torch_threads}" must be at least 1'
+            )
+        if not 1 <= self.forward_workers <= 64:
+            raise SettingsError(
+                "RETAIN_FORWARD_WORKERS",
+                f'"{self.forward_workers}" must be from 1 to 64',
             )
         if not 1 <= self.score_page_size <= 10_000:
             raise SettingsError(
