@@ -93,6 +93,11 @@ async def test_overlapping_concurrent_batches_count_once(
     assert sum(reply.accepted_count for reply in replies) == 400
     assert sum(reply.duplicate_count for reply in replies) == sent - 400
     assert count_rows(database, "events") == 400
+    with database.connect() as conn:
+        packed = conn.scalar(
+            sa.text("SELECT event_count FROM customer_sequences WHERE customer_id = 3")
+        )
+    assert packed == 400
 
 
 async def test_offset_and_utc_forms_are_one_instant(

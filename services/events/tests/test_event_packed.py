@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import grpc
 import numpy as np
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from events_helpers import PURCHASE, TRIP, EventsClient, event, ingest_request, utc
 from retain.events.v1 import events_pb2
-from retain_events import sequences
+from retain_events import sequences, store
+from retain_events.ingest import EventBatch
+from retain_events.server import MIGRATIONS_DIR, Service
+from retain_runtime import db
 from retain_runtime.timestamps import from_datetime
 
 
@@ -25,7 +32,11 @@ def unpack(packed: events_pb2.PackedSequences) -> dict[int, tuple[list, list, li
     customers, start = {}, 0
     for customer_id, count in zip(packed.customer_ids, packed.event_counts):
         end = start + count
-        customers[customer_id] = (times[start:end], types[start:end], amounts[start:end])
+        customers[customer_id] = (
+            times[start:end],
+            types[start:end],
+            amounts[start:end],
+        )
         start = end
     return customers
 
@@ -159,3 +170,138 @@ async def test_count_sequences_rejects_max_below_min(client: EventsClient) -> No
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "max_customer_id" in (caught.value.details() or "")
+
+
+async def test_late_event_lands_in_time_order(client: EventsClient) -> None:
+    await ingest(client, [event("jan-5", 7, utc(2025, 1, 5), TRIP, "20")])
+    await ingest(client, [event("jan-1", 7, utc(2025, 1, 1), PURCHASE, "10")])
+
+    reply = await client.ListSequences(
+        events_pb2.ListSequencesRequest(packed=True), timeout=10
+    )
+
+    times, types, amounts = unpack(reply.packed)[7]
+    assert times == [int(utc(2025, 1, 1).timestamp()), int(utc(2025, 1, 5).timestamp())]
+    assert types == [PURCHASE, TRIP]
+    assert amounts == [10_000_000, 20_000_000]
+
+
+async def test_batch_waits_for_same_customer_batch(
+    events_service: Service, database: sa.Engine, client: EventsClient
+) -> None:
+    # An open transaction stores an event of customer 42 and rewrites their
+    # packed row as ingest does. A second batch of 42 read before the first
+    # commits would write a packed row without the first batch's event.
+    second = EventBatch.from_events([event("second", 42, utc(2025, 1, 2))])
+    with database.connect() as first:
+        first.execute(
+            sa.text(
+                "INSERT INTO event_ids (event_id, customer_id) VALUES ('first', 42);"
+                "INSERT INTO events (customer_id, occur_time, event_id, event_type)"
+                " VALUES (42, '2025-01-01 00:00+00', 'first', 1)"
+            )
+        )
+        first.execute(store._LOCK_CUSTOMERS, {"ids": [42]})
+        first.execute(store._PACK, {"ids": [42]})
+        pending = asyncio.create_task(events_service.store.ingest(second))
+        await wait_for_lock_wait(database)
+        first.commit()
+    await asyncio.wait_for(pending, 10)
+
+    reply = await client.ListSequences(
+        events_pb2.ListSequencesRequest(packed=True), timeout=10
+    )
+    times = unpack(reply.packed)[42][0]
+    assert times == [int(utc(2025, 1, 1).timestamp()), int(utc(2025, 1, 2).timestamp())]
+
+
+async def wait_for_lock_wait(database: sa.Engine) -> None:
+    """Return once a session of the test database waits for a lock."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _ in range(200):
+        with database.connect() as conn:
+            if conn.scalar(query):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no session waited for a lock within 10 s")
+
+
+async def test_pages_skip_customers_with_only_later_events(
+    client: EventsClient,
+) -> None:
+    end = utc(2025, 2, 1)
+    early = [2, 9, 10]
+    await ingest(
+        client,
+        [
+            *(event(f"late-{c}", c, end + dt.timedelta(days=c)) for c in range(1, 11)),
+            *(event(f"early-{c}", c, end - dt.timedelta(days=c)) for c in early),
+        ],
+    )
+    request = events_pb2.ListSequencesRequest(
+        packed=True, page_size=2, end_time=from_datetime(end)
+    )
+
+    replies = await pages(client, request)
+
+    served = [list(r.packed.customer_ids) for r in replies]
+    assert [c for page in served for c in page] == early
+    assert [] in served  # a page of customers with later events only is empty
+    counts = [n for r in replies for n in r.packed.event_counts]
+    assert counts == [1, 1, 1]
+
+
+async def test_erased_customer_leaves_sequences(client: EventsClient) -> None:
+    await ingest(client, [event(f"x{n}", 3, utc(2025, 1, 1 + n)) for n in range(4)])
+    await ingest(client, [event("keep", 4, utc(2025, 1, 1))])
+
+    await client.DeleteCustomerEvents(
+        events_pb2.DeleteCustomerEventsRequest(customer_id=3), timeout=10
+    )
+
+    reply = await client.ListSequences(
+        events_pb2.ListSequencesRequest(packed=True), timeout=10
+    )
+    assert list(reply.packed.customer_ids) == [4]
+    assert list(reply.packed.event_counts) == [1]
+
+
+def test_migration_packs_events_stored_before_it(database_url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["url"] = database_url
+    db.ensure_database(database_url)
+    command.upgrade(config, "0001")
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO events (customer_id, occur_time, event_id, event_type,"
+                " amount_micros, currency_code) VALUES"
+                " (5, '2025-01-03 00:00+00', 'b', 2, 7, 'KES'),"
+                " (5, '2025-01-01 00:00+00', 'a', 1, 9, 'USD'),"
+                " (6, '2025-01-02 00:00+00', 'c', 1, 0, NULL)"
+            )
+        )
+
+    command.upgrade(config, "head")
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT customer_id, event_count, occur_times, event_types,"
+                " amounts_micros FROM customer_sequences ORDER BY customer_id"
+            )
+        ).all()
+    engine.dispose()
+    page = store.SequencePage.from_rows(rows, utc(2026, 1, 1), limit=10)
+    assert page.customer_ids.tolist() == [5, 6]
+    assert page.event_counts.tolist() == [2, 1]
+    assert page.occur_unix_seconds.tolist() == [
+        int(utc(2025, 1, d).timestamp()) for d in (1, 3, 2)
+    ]
+    assert page.event_types.tolist() == [1, 2, 1]
+    assert page.amounts_micros.tolist() == [0, 7, 0]

@@ -44,6 +44,9 @@ def respond(
     if len(page) > length:
         last_customer_id = int(page.customer_ids[length - 1])
         response.next_page_token = paging.encode_token(last_customer_id)
+    elif page.read_through is not None:
+        # Every customer read is in the reply, and more rows may follow.
+        response.next_page_token = paging.encode_token(page.read_through)
     return response
 
 

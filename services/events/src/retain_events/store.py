@@ -1,11 +1,15 @@
 """Persistence of events in PostgreSQL, behind EventStore.
 
-Two tables (see migrations/versions/0001_initial.py):
+Three tables (see migrations/versions/):
 
 - ``event_ids`` contains every stored event id with its customer. Its primary key
   is the idempotency constraint: PostgreSQL itself rejects a second row with
   the same id, whatever the application does.
 - ``events`` contains the events, keyed by (customer_id, occur_time, event_id).
+- ``customer_sequences`` contains each customer's events once more, packed in
+  one row: the form ListSequences returns. Ingest rewrites the row of every
+  customer it adds events to, in the same transaction, so a scoring run reads
+  one row per customer instead of one per event.
 
 The events table is not partitioned yet. Keeping id uniqueness in its own
 table lets it become partitioned by month later without losing the
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # 2000-01-01 00:00 UTC, PostgreSQL's epoch for timestamps, in Unix seconds.
 PG_EPOCH_UNIX_SECONDS = 946_684_800
+PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 metadata = sa.MetaData()
 
@@ -59,6 +64,16 @@ events = sa.Table(
     sa.Column("amount_micros", sa.BigInteger, nullable=False),
     sa.Column("currency_code", sa.Text),
     sa.Column("attributes", postgresql.JSONB, nullable=False),
+)
+
+customer_sequences = sa.Table(
+    "customer_sequences",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("event_count", sa.Integer, nullable=False),
+    sa.Column("occur_times", postgresql.BYTEA, nullable=False),
+    sa.Column("event_types", postgresql.BYTEA, nullable=False),
+    sa.Column("amounts_micros", postgresql.BYTEA, nullable=False),
 )
 
 # One statement stores a whole batch. The event_ids insert claims the ids in
@@ -88,29 +103,64 @@ INSERT INTO events (customer_id, occur_time, event_id, event_type,
 SELECT i.customer_id, i.occur_time, i.event_id, i.event_type,
        i.amount_micros, i.currency_code, i.attributes
 FROM incoming AS i JOIN claimed AS c ON c.event_id = i.event_id
+RETURNING customer_id
 """)
 
-# The aggregates read rows in primary key order, so the planner needs no sort.
-# Each returns its values in PostgreSQL's binary send form, concatenated, so a
-# customer arrives as three byte strings instead of one Python int per event.
-# timestamptz_send gives microseconds since 2000-01-01 UTC as a big-endian int64.
-# The query runs on psycopg directly, with its placeholders, because results in
-# binary format skip the hex text form of bytea at both ends. It runs on a
-# blocking connection in a worker thread: libpq then reads a page of several
-# MiB in C, where the asyncio driver wakes the event loop for every chunk.
-_SEQUENCES = """
-SELECT customer_id,
+# The events database takes no other advisory lock, so a customer id is the
+# lock key as it is. Ingest and erasure hold the locks of their customers
+# while they rewrite the packed rows. The rewrite that waited then reads, in
+# a new statement, the events of the transaction it waited for. Locks are
+# taken in id order, so two transactions do not deadlock on them.
+_LOCK_CUSTOMERS = sa.text(
+    "SELECT pg_advisory_xact_lock(c) FROM "
+    "(SELECT c FROM unnest(CAST(:ids AS bigint[])) AS c ORDER BY c) AS ordered"
+)
+
+# A customer's packed row from all of their events, in primary key order.
+# Each byte string concatenates PostgreSQL's binary send forms: timestamptz_send
+# gives microseconds since 2000-01-01 UTC as a big-endian int64. Amounts in a
+# currency other than KES count as 0.
+_PACKED_COLUMNS = """
+       customer_id,
        count(*),
        string_agg(timestamptz_send(occur_time), '' ORDER BY occur_time, event_id),
        string_agg(int2send(event_type), '' ORDER BY occur_time, event_id),
        string_agg(int8send(CASE WHEN currency_code = 'KES' THEN amount_micros
                                 ELSE 0 END), ''
                   ORDER BY occur_time, event_id)
+"""
+
+_PACK = sa.text(f"""
+INSERT INTO customer_sequences
+SELECT {_PACKED_COLUMNS}
 FROM events
+WHERE customer_id = ANY(CAST(:ids AS bigint[]))
+GROUP BY customer_id
+ON CONFLICT (customer_id) DO UPDATE
+SET event_count = excluded.event_count,
+    occur_times = excluded.occur_times,
+    event_types = excluded.event_types,
+    amounts_micros = excluded.amounts_micros
+""")
+
+# Every packed row from the events table, for events written by other means
+# than ingest, such as a bulk COPY.
+PACK_ALL = f"""
+INSERT INTO customer_sequences
+SELECT {_PACKED_COLUMNS}
+FROM events
+GROUP BY customer_id
+"""
+
+# The query runs on psycopg directly, with its placeholders, because results in
+# binary format skip the hex text form of bytea at both ends. It runs on a
+# blocking connection in a worker thread: libpq then reads a page of several
+# MiB in C, where the asyncio driver wakes the event loop for every chunk.
+_SEQUENCES = """
+SELECT customer_id, event_count, occur_times, event_types, amounts_micros
+FROM customer_sequences
 WHERE customer_id >= %(min_customer_id)s
   AND customer_id <= %(max_customer_id)s
-  AND occur_time < %(end_time)s
-GROUP BY customer_id
 ORDER BY customer_id
 LIMIT %(limit)s
 """
@@ -162,7 +212,9 @@ GROUP BY day
 class SequencePage:
     """Customers' events as flat columns, each customer's events contiguous.
 
-    customer_ids[i] has event_counts[i] events, in time order.
+    customer_ids[i] has event_counts[i] events, in time order. A customer
+    whose events all fall at or after the page's end time is left out, so a
+    read can return fewer customers than it read rows, even none.
     """
 
     customer_ids: np.ndarray  # int64 (B,), ascending
@@ -170,26 +222,45 @@ class SequencePage:
     occur_unix_seconds: np.ndarray  # int64 (E,), rounded down
     event_types: np.ndarray  # int16 (E,)
     amounts_micros: np.ndarray  # int64 (E,), 0 unless the amount is in KES
+    # The last customer id read when the read stopped at its row limit, so
+    # more customers may follow it; None when the read reached the range's end.
+    read_through: int | None = None
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> SequencePage:
-        """Build a page from rows of the _SEQUENCES query."""
+    def from_rows(
+        cls, rows: Sequence[Sequence[Any]], end_time: dt.datetime, limit: int
+    ) -> SequencePage:
+        """Build a page from _SEQUENCES rows, without events at or after end_time."""
+        customer_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        counts = np.array([row[1] for row in rows], dtype=np.int64)
         micros = np.frombuffer(b"".join(row[2] for row in rows), dtype=">i8")
+        types = np.frombuffer(b"".join(row[3] for row in rows), dtype=">i2")
+        amounts = np.frombuffer(b"".join(row[4] for row in rows), dtype=">i8")
+        # Each customer's events ascend in time, so the kept events of a
+        # customer are the first ones, and the mask keeps the layout.
+        keep = micros < _pg_micros(end_time)
+        if not keep.all():
+            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+            counts = np.add.reduceat(keep.astype(np.int64), starts)
+            micros, types, amounts = micros[keep], types[keep], amounts[keep]
+            customer_ids, counts = customer_ids[counts > 0], counts[counts > 0]
         return cls(
-            customer_ids=np.array([row[0] for row in rows], dtype=np.int64),
-            event_counts=np.array([row[1] for row in rows], dtype=np.int64),
+            customer_ids=customer_ids,
+            event_counts=counts,
             # Floor division rounds down before 1970 too, like floor().
             occur_unix_seconds=micros // 1_000_000 + PG_EPOCH_UNIX_SECONDS,
-            event_types=np.frombuffer(
-                b"".join(row[3] for row in rows), dtype=">i2"
-            ).astype(np.int16),
-            amounts_micros=np.frombuffer(
-                b"".join(row[4] for row in rows), dtype=">i8"
-            ).astype(np.int64),
+            event_types=types.astype(np.int16),
+            amounts_micros=amounts.astype(np.int64),
+            read_through=int(rows[-1][0]) if len(rows) == limit else None,
         )
 
     def __len__(self) -> int:
         return int(self.customer_ids.shape[0])
+
+
+def _pg_micros(moment: dt.datetime) -> int:
+    """Return moment as microseconds since 2000-01-01 UTC, exactly."""
+    return (moment - PG_EPOCH) // dt.timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -240,8 +311,12 @@ class EventStore:
             "attributes_json": batch.attributes_json,
         }
         async with self._engine.begin() as conn:
-            result = await conn.execute(_INGEST, params)
-        accepted = result.rowcount
+            stored = (await conn.execute(_INGEST, params)).scalars().all()
+            customers = sorted(set(stored))
+            if customers:
+                await conn.execute(_LOCK_CUSTOMERS, {"ids": customers})
+                await conn.execute(_PACK, {"ids": customers})
+        accepted = len(stored)
         return IngestCounts(accepted, len(batch) - accepted + batch.repeated_ids)
 
     async def sequences(
@@ -251,7 +326,11 @@ class EventStore:
         end_time: dt.datetime,
         limit: int,
     ) -> SequencePage:
-        """Return up to limit customers in the id range with events before end_time."""
+        """Read up to limit customers of the id range; keep events before end_time.
+
+        The page leaves out customers without such events. Its read_through is
+        set when the read stopped at the limit.
+        """
         params = {
             "min_customer_id": min_customer_id,
             "max_customer_id": max_customer_id,
@@ -265,7 +344,8 @@ class EventStore:
             driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
             with driver.cursor(binary=True) as cursor:
                 cursor.execute(_SEQUENCES, params)
-                return SequencePage.from_rows(cursor.fetchall())
+                rows = cursor.fetchall()
+        return SequencePage.from_rows(rows, params["end_time"], params["limit"])
 
     async def count_sequences(
         self, min_customer_id: int, max_customer_id: int, end_time: dt.datetime
@@ -318,10 +398,16 @@ class EventStore:
     async def delete_customer(self, customer_id: int) -> int:
         """Delete a customer's events and their ids; return the events deleted."""
         async with self._engine.begin() as conn:
+            await conn.execute(_LOCK_CUSTOMERS, {"ids": [customer_id]})
             deleted = await conn.execute(
                 sa.delete(events).where(events.c.customer_id == customer_id)
             )
             await conn.execute(
                 sa.delete(event_ids).where(event_ids.c.customer_id == customer_id)
+            )
+            await conn.execute(
+                sa.delete(customer_sequences).where(
+                    customer_sequences.c.customer_id == customer_id
+                )
             )
         return deleted.rowcount
