@@ -186,6 +186,26 @@ async def test_late_event_lands_in_time_order(client: EventsClient) -> None:
     assert amounts == [10_000_000, 20_000_000]
 
 
+async def test_later_batches_append_in_order(client: EventsClient) -> None:
+    await ingest(
+        client, [event("b", 7, utc(2025, 1, 2)), event("a", 7, utc(2025, 1, 1))]
+    )
+    await ingest(client, [event("c", 7, utc(2025, 1, 3), TRIP, "5")])
+    # The same instant as the last event: its id orders it, so the row is rebuilt.
+    await ingest(client, [event("0", 7, utc(2025, 1, 3), PURCHASE, "6")])
+    await ingest(client, [event("d", 7, utc(2025, 1, 4), PURCHASE, "7", "USD")])
+
+    reply = await client.ListSequences(
+        events_pb2.ListSequencesRequest(packed=True), timeout=10
+    )
+
+    times, types, amounts = unpack(reply.packed)[7]
+    days = [1, 2, 3, 3, 4]
+    assert times == [int(utc(2025, 1, day).timestamp()) for day in days]
+    assert types == [PURCHASE, PURCHASE, PURCHASE, TRIP, PURCHASE]
+    assert amounts == [0, 0, 6_000_000, 5_000_000, 0]
+
+
 async def test_batch_waits_for_same_customer_batch(
     events_service: Service, database: sa.Engine, client: EventsClient
 ) -> None:

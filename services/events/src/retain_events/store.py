@@ -7,9 +7,10 @@ Three tables (see migrations/versions/):
   the same id, whatever the application does.
 - ``events`` contains the events, keyed by (customer_id, occur_time, event_id).
 - ``customer_sequences`` contains each customer's events once more, packed in
-  one row: the form ListSequences returns. Ingest rewrites the row of every
-  customer it adds events to, in the same transaction, so a scoring run reads
-  one row per customer instead of one per event.
+  one row: the form ListSequences returns. Ingest appends to the row of every
+  customer it adds events to, or rebuilds it when an event comes before the
+  row's last one, in the same transaction. A scoring run then reads one row
+  per customer instead of one per event.
 
 The events table is not partitioned yet. Keeping id uniqueness in its own
 table lets it become partitioned by month later without losing the
@@ -74,12 +75,36 @@ customer_sequences = sa.Table(
     sa.Column("occur_times", postgresql.BYTEA, nullable=False),
     sa.Column("event_types", postgresql.BYTEA, nullable=False),
     sa.Column("amounts_micros", postgresql.BYTEA, nullable=False),
+    sa.Column("last_occur_time", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The columns of customers' packed rows, from a relation of their events with
+# the columns customer_id, occur_time, event_id, event_type and kes_micros.
+# Each byte string concatenates PostgreSQL's binary send forms, in primary key
+# order: timestamptz_send gives microseconds since 2000-01-01 UTC as a
+# big-endian int64.
+_PACKED = """
+    customer_id,
+    count(*) AS event_count,
+    string_agg(timestamptz_send(occur_time), '' ORDER BY occur_time, event_id)
+        AS occur_times,
+    string_agg(int2send(event_type), '' ORDER BY occur_time, event_id)
+        AS event_types,
+    string_agg(int8send(kes_micros), '' ORDER BY occur_time, event_id)
+        AS amounts_micros,
+    max(occur_time) AS last_occur_time
+"""
+
+# Amounts in a currency other than KES count as 0 in sequences.
+_KES_MICROS = "CASE WHEN currency_code = 'KES' THEN amount_micros ELSE 0 END"
 
 # One statement stores a whole batch. The event_ids insert claims the ids in
 # id order, so concurrent batches lock shared ids in the same order and cannot
-# deadlock. Only the ids it claimed reach the events table.
-_INGEST = sa.text("""
+# deadlock. Only the ids it claimed reach the events table. A customer's
+# stored events are appended to their packed row when all of them come after
+# its last event. The statement returns each customer with events stored, and
+# appended false for those whose rows the caller must rebuild.
+_INGEST = sa.text(f"""
 WITH incoming AS (
     SELECT * FROM unnest(
         CAST(:event_ids AS text[]),
@@ -97,58 +122,81 @@ claimed AS (
     SELECT event_id, customer_id FROM incoming ORDER BY event_id COLLATE "C"
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
+),
+stored AS (
+    INSERT INTO events (customer_id, occur_time, event_id, event_type,
+                        amount_micros, currency_code, attributes)
+    SELECT i.customer_id, i.occur_time, i.event_id, i.event_type,
+           i.amount_micros, i.currency_code, i.attributes
+    FROM incoming AS i JOIN claimed AS c ON c.event_id = i.event_id
+    RETURNING customer_id, occur_time, event_id, event_type,
+              {_KES_MICROS} AS kes_micros
+),
+added AS (
+    SELECT {_PACKED}, min(occur_time) AS first_occur_time
+    FROM stored
+    GROUP BY customer_id
+),
+appended AS (
+    UPDATE customer_sequences AS s
+    SET event_count = s.event_count + a.event_count,
+        occur_times = s.occur_times || a.occur_times,
+        event_types = s.event_types || a.event_types,
+        amounts_micros = s.amounts_micros || a.amounts_micros,
+        last_occur_time = a.last_occur_time
+    FROM added AS a
+    WHERE s.customer_id = a.customer_id
+      AND a.first_occur_time > s.last_occur_time
+    RETURNING s.customer_id
 )
-INSERT INTO events (customer_id, occur_time, event_id, event_type,
-                    amount_micros, currency_code, attributes)
-SELECT i.customer_id, i.occur_time, i.event_id, i.event_type,
-       i.amount_micros, i.currency_code, i.attributes
-FROM incoming AS i JOIN claimed AS c ON c.event_id = i.event_id
-RETURNING customer_id
+SELECT customer_id, event_count,
+       customer_id IN (SELECT customer_id FROM appended) AS appended
+FROM added
 """)
 
 # The events database takes no other advisory lock, so a customer id is the
-# lock key as it is. Ingest and erasure hold the locks of their customers
-# while they rewrite the packed rows. The rewrite that waited then reads, in
-# a new statement, the events of the transaction it waited for. Locks are
-# taken in id order, so two transactions do not deadlock on them.
+# lock key as it is. Ingest and erasure take the locks of their customers
+# before they write, so a packed row is rewritten by one transaction at a
+# time, and a rebuild reads the events of every transaction that held the
+# lock before. Locks are taken in id order, so two transactions do not
+# deadlock on them.
 _LOCK_CUSTOMERS = sa.text(
     "SELECT pg_advisory_xact_lock(c) FROM "
     "(SELECT c FROM unnest(CAST(:ids AS bigint[])) AS c ORDER BY c) AS ordered"
 )
 
-# A customer's packed row from all of their events, in primary key order.
-# Each byte string concatenates PostgreSQL's binary send forms: timestamptz_send
-# gives microseconds since 2000-01-01 UTC as a big-endian int64. Amounts in a
-# currency other than KES count as 0.
-_PACKED_COLUMNS = """
-       customer_id,
-       count(*),
-       string_agg(timestamptz_send(occur_time), '' ORDER BY occur_time, event_id),
-       string_agg(int2send(event_type), '' ORDER BY occur_time, event_id),
-       string_agg(int8send(CASE WHEN currency_code = 'KES' THEN amount_micros
-                                ELSE 0 END), ''
-                  ORDER BY occur_time, event_id)
-"""
+_PACK_COLUMNS = (
+    "customer_id, event_count, occur_times, event_types, amounts_micros,"
+    " last_occur_time"
+)
 
+# The packed rows of the given customers, rebuilt from all of their events.
 _PACK = sa.text(f"""
-INSERT INTO customer_sequences
-SELECT {_PACKED_COLUMNS}
-FROM events
-WHERE customer_id = ANY(CAST(:ids AS bigint[]))
+INSERT INTO customer_sequences ({_PACK_COLUMNS})
+SELECT {_PACKED}
+FROM (
+    SELECT customer_id, occur_time, event_id, event_type, {_KES_MICROS} AS kes_micros
+    FROM events
+    WHERE customer_id = ANY(CAST(:ids AS bigint[]))
+) AS e
 GROUP BY customer_id
 ON CONFLICT (customer_id) DO UPDATE
 SET event_count = excluded.event_count,
     occur_times = excluded.occur_times,
     event_types = excluded.event_types,
-    amounts_micros = excluded.amounts_micros
+    amounts_micros = excluded.amounts_micros,
+    last_occur_time = excluded.last_occur_time
 """)
 
 # Every packed row from the events table, for events written by other means
-# than ingest, such as a bulk COPY.
+# than ingest, such as a bulk COPY into an empty database.
 PACK_ALL = f"""
-INSERT INTO customer_sequences
-SELECT {_PACKED_COLUMNS}
-FROM events
+INSERT INTO customer_sequences ({_PACK_COLUMNS})
+SELECT {_PACKED}
+FROM (
+    SELECT customer_id, occur_time, event_id, event_type, {_KES_MICROS} AS kes_micros
+    FROM events
+) AS e
 GROUP BY customer_id
 """
 
@@ -311,12 +359,14 @@ class EventStore:
             "attributes_json": batch.attributes_json,
         }
         async with self._engine.begin() as conn:
-            stored = (await conn.execute(_INGEST, params)).scalars().all()
-            customers = sorted(set(stored))
-            if customers:
-                await conn.execute(_LOCK_CUSTOMERS, {"ids": customers})
-                await conn.execute(_PACK, {"ids": customers})
-        accepted = len(stored)
+            await conn.execute(
+                _LOCK_CUSTOMERS, {"ids": sorted(set(batch.customer_ids))}
+            )
+            added = (await conn.execute(_INGEST, params)).all()
+            rebuilt = [row.customer_id for row in added if not row.appended]
+            if rebuilt:
+                await conn.execute(_PACK, {"ids": rebuilt})
+        accepted = sum(row.event_count for row in added)
         return IngestCounts(accepted, len(batch) - accepted + batch.repeated_ids)
 
     async def sequences(

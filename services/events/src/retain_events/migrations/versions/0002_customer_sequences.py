@@ -15,7 +15,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # One row per customer with events: the events in (occur_time, event_id) order
-# as three byte strings of PostgreSQL's binary send forms, concatenated.
+# as three byte strings of PostgreSQL's binary send forms, concatenated, and
+# the time of the last event, which tells ingest whether new events append.
 # EXTERNAL storage keeps rows over the TOAST threshold uncompressed, so reading
 # them costs no decompression.
 CREATE_SEQUENCES = """
@@ -25,6 +26,7 @@ CREATE TABLE customer_sequences (
     occur_times bytea NOT NULL,
     event_types bytea NOT NULL,
     amounts_micros bytea NOT NULL,
+    last_occur_time timestamptz NOT NULL,
     CONSTRAINT customer_sequences_pkey PRIMARY KEY (customer_id),
     CONSTRAINT customer_sequences_event_count_check CHECK (event_count > 0)
 )
@@ -45,7 +47,8 @@ SELECT customer_id,
        string_agg(int2send(event_type), '' ORDER BY occur_time, event_id),
        string_agg(int8send(CASE WHEN currency_code = 'KES' THEN amount_micros
                                 ELSE 0 END), ''
-                  ORDER BY occur_time, event_id)
+                  ORDER BY occur_time, event_id),
+       max(occur_time)
 FROM events
 GROUP BY customer_id
 """
