@@ -29,7 +29,7 @@ the inference service's VmHWM. Stage timings come from the inference service's
 log record of the finished run, and CPU seconds from /proc.
 
 Usage: python bench/scoring.py [--customers 200000] [--events-per-customer 50]
-       [--page-size N] [--batch-size N] [--threads 1] [--forward-workers 1]
+       [--page-size N] [--batch-size N] [--threads 1] [--forward-workers 2]
        [--json PATH]
 """
 
@@ -500,7 +500,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--forward-workers",
         type=int,
-        default=1,
+        default=2,
         help="RETAIN_FORWARD_WORKERS for the inference service",
     )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
