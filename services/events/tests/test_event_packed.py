@@ -325,3 +325,24 @@ def test_migration_packs_events_stored_before_it(database_url: str) -> None:
     ]
     assert page.event_types.tolist() == [1, 2, 1]
     assert page.amounts_micros.tolist() == [0, 7, 0]
+
+
+async def test_concurrent_full_batches_all_stored(connect, database: sa.Engine) -> None:
+    # Ten batches of 5,000 new customers at once: each batch's customer locks
+    # fit PostgreSQL's shared lock table while the others hold theirs.
+    batches = [
+        [event(f"b{b}-{n}", 1 + b * 5000 + n, utc(2025, 1, 1)) for n in range(5000)]
+        for b in range(10)
+    ]
+
+    replies = await asyncio.gather(
+        *(
+            connect("operator").IngestEvents(ingest_request(batch), timeout=120)
+            for batch in batches
+        )
+    )
+
+    assert [reply.accepted_count for reply in replies] == [5000] * 10
+    with database.connect() as conn:
+        packed = conn.scalar(sa.text("SELECT sum(event_count) FROM customer_sequences"))
+    assert packed == 50_000

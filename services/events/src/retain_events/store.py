@@ -154,16 +154,22 @@ SELECT customer_id, event_count,
 FROM added
 """)
 
-# The events database takes no other advisory lock, so a customer id is the
-# lock key as it is. Ingest and erasure take the locks of their customers
-# before they write, so a packed row is rewritten by one transaction at a
-# time, and a rebuild reads the events of every transaction that held the
-# lock before. Locks are taken in id order, so two transactions do not
-# deadlock on them.
+# Ingest and erasure take an advisory lock for each customer before they
+# write, so a packed row is rewritten by one transaction at a time, and a
+# rebuild reads the events of every transaction that held the lock before.
+# Customers share SEQUENCE_LOCKS locks by id, because every advisory lock
+# held takes a slot of PostgreSQL's shared lock table (max_locks_per_transaction
+# times max_connections slots): with one lock per customer, a few concurrent
+# batches of 5,000 customers filled it and failed. Locks are taken in key
+# order, so two transactions do not deadlock on them. The first key names
+# these locks; the events database takes no other advisory lock.
+SEQUENCE_LOCKS = 64
 _LOCK_CUSTOMERS = sa.text(
-    "SELECT pg_advisory_xact_lock(c) FROM "
-    "(SELECT c FROM unnest(CAST(:ids AS bigint[])) AS c ORDER BY c) AS ordered"
-)
+    "SELECT pg_advisory_xact_lock(1, k) FROM ("
+    " SELECT DISTINCT CAST(c % :locks AS integer) AS k"
+    " FROM unnest(CAST(:ids AS bigint[])) AS c ORDER BY k"
+    ") AS ordered"
+).bindparams(locks=SEQUENCE_LOCKS)
 
 _PACK_COLUMNS = (
     "customer_id, event_count, occur_times, event_types, amounts_micros,"
