@@ -26,6 +26,8 @@ class StatsServicer(events_pb2_grpc.EventsServiceServicer):
         return events_pb2.GetEventStatsResponse(event_count=len(caller.name))
 
     async def DeleteCustomerEvents(self, request, context):  # noqa: N802
+        if request.customer_id == 13:
+            raise RuntimeError("INSERT INTO customers VALUES ('+254712345678')")
         raise NotFound(f"customer {request.customer_id} has no events")
 
 
@@ -136,6 +138,18 @@ async def test_domain_error_maps_to_status(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await client.DeleteCustomerEvents(request, timeout=5)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_unexpected_error_hides_its_text(
+    server: RunningServer, cert_dir: Path
+) -> None:
+    client = stub(server.port, CertPaths.in_directory(cert_dir, "operator"))
+    request = events_pb2.DeleteCustomerEventsRequest(customer_id=13)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.DeleteCustomerEvents(request, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INTERNAL
+    assert "254712345678" not in caught.value.details()
+    assert "server log" in caught.value.details()
 
 
 async def test_unlisted_method_is_denied(server: RunningServer, cert_dir: Path) -> None:

@@ -74,6 +74,15 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, error: RetainErr
     await context.abort(error.code, str(error))
 
 
+async def _fail_unexpected(context: grpc.aio.ServicerContext, method: str) -> None:
+    # The exception's text may quote SQL with its parameters or personal data,
+    # so it goes to the server log only, and the caller gets a fixed message.
+    log.exception("Unexpected error in %s", method)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+    )
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler,
     method: str,
@@ -98,6 +107,10 @@ def _wrap(
                 return await inner_uu(check(request), context)
             except RetainError as error:
                 await _fail(context, method, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
+                await _fail_unexpected(context, method)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary, handler.request_deserializer, handler.response_serializer
@@ -115,6 +128,10 @@ def _wrap(
                     yield reply
             except RetainError as error:
                 await _fail(context, method, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
+                await _fail_unexpected(context, method)
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer
@@ -131,6 +148,10 @@ def _wrap(
                 return await inner_su(checked_stream(requests), context)
             except RetainError as error:
                 await _fail(context, method, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
+                await _fail_unexpected(context, method)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, handler.request_deserializer, handler.response_serializer
@@ -147,6 +168,10 @@ def _wrap(
                 yield reply
         except RetainError as error:
             await _fail(context, method, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
+            await _fail_unexpected(context, method)
 
     return grpc.stream_stream_rpc_method_handler(
         stream_stream, handler.request_deserializer, handler.response_serializer
