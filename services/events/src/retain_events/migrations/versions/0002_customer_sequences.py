@@ -39,6 +39,9 @@ ALTER TABLE customer_sequences
     ALTER COLUMN amounts_micros SET STORAGE EXTERNAL
 """
 
+# NOTE: a replica still running the code from before this migration stores
+# events without packed rows, and nothing repairs those rows later. Stop such
+# replicas before migrating.
 FILL_SEQUENCES = """
 INSERT INTO customer_sequences
 SELECT customer_id,
