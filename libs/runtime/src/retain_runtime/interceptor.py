@@ -74,7 +74,13 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, error: RetainErr
     await context.abort(error.code, str(error))
 
 
-async def _fail_unexpected(context: grpc.aio.ServicerContext, method: str) -> None:
+async def _fail_unexpected(
+    context: grpc.aio.ServicerContext, method: str, error: Exception
+) -> None:
+    if isinstance(error, NotImplementedError):
+        # The generated servicer base class raises it for methods not built.
+        log.info("%s is not implemented", method)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
     # The exception's text may quote SQL with its parameters or personal data,
     # so it goes to the server log only, and the caller gets a fixed message.
     log.exception("Unexpected error in %s", method)
@@ -109,8 +115,8 @@ def _wrap(
                 await _fail(context, method, error)
             except grpc.aio.AbortError:
                 raise
-            except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
-                await _fail_unexpected(context, method)
+            except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
+                await _fail_unexpected(context, method, error)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary, handler.request_deserializer, handler.response_serializer
@@ -130,8 +136,8 @@ def _wrap(
                 await _fail(context, method, error)
             except grpc.aio.AbortError:
                 raise
-            except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
-                await _fail_unexpected(context, method)
+            except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
+                await _fail_unexpected(context, method, error)
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer
@@ -150,8 +156,8 @@ def _wrap(
                 await _fail(context, method, error)
             except grpc.aio.AbortError:
                 raise
-            except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
-                await _fail_unexpected(context, method)
+            except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
+                await _fail_unexpected(context, method, error)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, handler.request_deserializer, handler.response_serializer
@@ -170,8 +176,8 @@ def _wrap(
             await _fail(context, method, error)
         except grpc.aio.AbortError:
             raise
-        except Exception:  # noqa: BLE001 - any other error becomes INTERNAL
-            await _fail_unexpected(context, method)
+        except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
+            await _fail_unexpected(context, method, error)
 
     return grpc.stream_stream_rpc_method_handler(
         stream_stream, handler.request_deserializer, handler.response_serializer
