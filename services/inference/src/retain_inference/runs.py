@@ -1,10 +1,10 @@
 """Scoring runs: score customers page by page, store scores, evaluate a run.
 
 A run reads packed pages of sequences from the events service, scores them
-in two worker threads so the gRPC event loop stays free, and stores each
-page's scores with one COPY. The next pages download while a page is scored,
-one page's features are built while another runs through the model, and a
-page's COPY runs while later pages are scored. A run may cover a customer-id
+in worker threads so the gRPC event loop stays free, and stores each page's
+scores with one COPY. The next pages download while a page is scored, one
+page's features are built while RETAIN_FORWARD_WORKERS others run through the
+model, and a page's COPY runs while later pages are scored. A run may cover a customer-id
 range, so several workers can split one scoring moment between them.
 
 A run does not count its customers before paging, because an exact count reads

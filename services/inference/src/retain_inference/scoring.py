@@ -3,8 +3,8 @@
 `score` and `score_table` read only events strictly before `as_of`, build
 features in chunks of `batch_size` customers so that memory stays bounded, and
 run the model under `torch.inference_mode()`. They are `prepare` and then
-`predict`, which a scoring run calls in two threads so that one page's features
-are built while the previous page runs through the model.
+`predict`, which a scoring run calls in separate threads so that one page's
+features are built while earlier pages run through the model.
 """
 
 import logging
