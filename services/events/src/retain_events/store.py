@@ -154,13 +154,13 @@ SELECT customer_id, event_count,
 FROM added
 """)
 
-# Ingest and erasure take an advisory lock for each customer before they
+# Ingest and erasure take the advisory locks of their customers before they
 # write, so a packed row is rewritten by one transaction at a time, and a
 # rebuild reads the events of every transaction that held the lock before.
 # Customers share SEQUENCE_LOCKS locks by id, because every advisory lock
-# held takes a slot of PostgreSQL's shared lock table (max_locks_per_transaction
-# times max_connections slots): with one lock per customer, a few concurrent
-# batches of 5,000 customers filled it and failed. Locks are taken in key
+# held takes a slot of PostgreSQL's shared lock table (about
+# max_locks_per_transaction times max_connections slots). With one lock per
+# customer, a few concurrent batches of 5,000 customers filled it and failed. Locks are taken in key
 # order, so two transactions do not deadlock on them. The first key names
 # these locks; the events database takes no other advisory lock.
 SEQUENCE_LOCKS = 64
