@@ -4,7 +4,7 @@ The script starts its own PostgreSQL (retain_cli.infra.Postgres) and runs the
 events and inference services as subprocesses, the way `retain up` runs them.
 It generates N customers with a fixed number of events each and loads them into
 the events database with binary COPY (see scoring_data.py), not through
-IngestEvents. The model is an untrained ChurnPredictor with seeded weights and
+IngestEvents, then builds the packed sequence rows that ingest keeps. The model is an untrained ChurnPredictor with seeded weights and
 the default ModelConfig, stored and promoted in the inference database.
 
 Three figures come from the same run:
