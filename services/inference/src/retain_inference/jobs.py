@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 from retain.type.v1 import job_pb2
 
 from retain_inference.store import Store, lease_end
@@ -140,7 +141,7 @@ class JobRunner:
                 job_id,
                 self.clock.now(),
                 state=job_pb2.JOB_STATE_FAILED,
-                message=f"{type(error).__name__}: {error}",
+                message=failure_message(error),
             )
             return
         finally:
@@ -183,3 +184,13 @@ def to_proto(row: dict[str, Any]) -> job_pb2.Job:
     job.create_time.FromDatetime(row["create_time"])
     job.update_time.FromDatetime(row["update_time"])
     return job
+
+
+def failure_message(error: Exception) -> str:
+    """Return one line naming the error, for a failed job's message."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        # Its str() is a multi-line repr with grpc's debug string.
+        return (
+            f"a call to another service failed: {error.code().name}: {error.details()}"
+        )
+    return f"{type(error).__name__}: {error}"

@@ -132,7 +132,7 @@ class ScoringRuns:
             await pipeline.drain()
         finally:
             await pages.aclose()
-            pipeline.close()
+            await pipeline.close()
         await self.store.finish_run(run_id)
         await progress.report(pipeline.done, pipeline.done, pipeline.message())
         _log_finished(
@@ -219,12 +219,19 @@ class _Pipeline:
             await self._store(await self.forwarding.popleft())
         await self._wait_for_store()
 
-    def close(self) -> None:
-        """Cancel the work still queued. A thread finishes the step it is running."""
+    async def close(self) -> None:
+        """Cancel the work still queued and wait for the steps threads are running.
+
+        A thread cannot stop in the middle of a step, so the run ends only once
+        its threads have, and no forward pass runs on after its job failed.
+        """
         if self.storing is not None:
             self.storing.cancel()
-        for pool in (self.cpu, self.forward):
+            await asyncio.gather(self.storing, return_exceptions=True)
+        pools = (self.cpu, self.forward)
+        for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(_join, pools)
 
     def message(self) -> str:
         return f"scored {self.done} customers"
@@ -294,6 +301,11 @@ async def prefetched(
                 yield item
     finally:
         fetcher.cancel()
+
+
+def _join(pools: tuple[ThreadPoolExecutor, ...]) -> None:
+    for pool in pools:
+        pool.shutdown(wait=True)
 
 
 def _log_finished(run_id: int, done: int, seconds: float, times: StageTimes) -> None:
