@@ -249,7 +249,7 @@ async def wait_for_lock_wait(database: sa.Engine) -> None:
     raise AssertionError("no session waited for a lock within 10 s")
 
 
-async def test_pages_skip_customers_with_only_later_events(
+async def test_pages_skip_customers_without_past_events(
     client: EventsClient,
 ) -> None:
     end = utc(2025, 2, 1)
@@ -289,7 +289,7 @@ async def test_erased_customer_leaves_sequences(client: EventsClient) -> None:
     assert list(reply.packed.event_counts) == [1]
 
 
-def test_migration_packs_events_stored_before_it(database_url: str) -> None:
+def test_migration_packs_existing_events(database_url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = database_url

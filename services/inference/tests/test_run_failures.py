@@ -24,7 +24,7 @@ from test_service import LABEL_END, train
 
 
 class FailingEvents(FakeEvents):
-    """Serves packed pages until the sixth, which it answers UNAVAILABLE."""
+    """Serves packed pages, and aborts the sixth request with UNAVAILABLE."""
 
     def __init__(self) -> None:
         super().__init__(synthetic_events())

@@ -2,14 +2,16 @@
 
 For every RPC it checks the peer's mesh identity against the service's
 CallPolicy, runs the method's validator on each request message, and turns a
-RetainError raised anywhere below into its gRPC status. Servicers therefore
-hold only domain calls.
+RetainError raised anywhere below into its gRPC status. Any other exception
+becomes INTERNAL with a fixed message. Servicers therefore hold only domain
+calls.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -78,7 +80,8 @@ async def _fail_unexpected(
     context: grpc.aio.ServicerContext, method: str, error: Exception
 ) -> None:
     if isinstance(error, NotImplementedError):
-        # The generated servicer base class raises it for methods not built.
+        # The generated servicer base class raises NotImplementedError for
+        # methods that have no implementation.
         log.info("%s is not implemented", method)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
     # The exception's text may quote SQL with its parameters or personal data,
@@ -87,6 +90,19 @@ async def _fail_unexpected(
     await context.abort(
         grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
     )
+
+
+@asynccontextmanager
+async def _statuses(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    """Turn an exception of the handler into the gRPC status the caller receives."""
+    try:
+        yield
+    except RetainError as error:
+        await _fail(context, method, error)
+    except grpc.aio.AbortError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
+        await _fail_unexpected(context, method, error)
 
 
 def _wrap(
@@ -109,14 +125,8 @@ def _wrap(
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await _admit(context, method, policy)
-            try:
+            async with _statuses(context, method):
                 return await inner_uu(check(request), context)
-            except RetainError as error:
-                await _fail(context, method, error)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
-                await _fail_unexpected(context, method, error)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary, handler.request_deserializer, handler.response_serializer
@@ -129,15 +139,9 @@ def _wrap(
             request: Any, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
             await _admit(context, method, policy)
-            try:
+            async with _statuses(context, method):
                 async for reply in inner_us(check(request), context):
                     yield reply
-            except RetainError as error:
-                await _fail(context, method, error)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
-                await _fail_unexpected(context, method, error)
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer
@@ -150,14 +154,8 @@ def _wrap(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
         ) -> Any:
             await _admit(context, method, policy)
-            try:
+            async with _statuses(context, method):
                 return await inner_su(checked_stream(requests), context)
-            except RetainError as error:
-                await _fail(context, method, error)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
-                await _fail_unexpected(context, method, error)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, handler.request_deserializer, handler.response_serializer
@@ -169,15 +167,9 @@ def _wrap(
         requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         await _admit(context, method, policy)
-        try:
+        async with _statuses(context, method):
             async for reply in inner_ss(checked_stream(requests), context):
                 yield reply
-        except RetainError as error:
-            await _fail(context, method, error)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any other error becomes INTERNAL
-            await _fail_unexpected(context, method, error)
 
     return grpc.stream_stream_rpc_method_handler(
         stream_stream, handler.request_deserializer, handler.response_serializer

@@ -98,6 +98,12 @@ _PACKED = """
 # Amounts in a currency other than KES count as 0 in sequences.
 _KES_MICROS = "CASE WHEN currency_code = 'KES' THEN amount_micros ELSE 0 END"
 
+# The events table as the relation that _PACKED reads.
+_KES_EVENTS = f"""
+SELECT customer_id, occur_time, event_id, event_type, {_KES_MICROS} AS kes_micros
+FROM events
+"""
+
 # One statement stores a whole batch. The event_ids insert claims the ids in
 # id order, so concurrent batches lock shared ids in the same order and cannot
 # deadlock. Only the ids it claimed reach the events table. A customer's
@@ -155,14 +161,14 @@ FROM added
 """)
 
 # Ingest and erasure take the advisory locks of their customers before they
-# write, so a packed row is rewritten by one transaction at a time, and a
+# write. A packed row is then rewritten by one transaction at a time, and a
 # rebuild reads the events of every transaction that held the lock before.
-# Customers share SEQUENCE_LOCKS locks by id, because every advisory lock
-# held takes a slot of PostgreSQL's shared lock table (about
-# max_locks_per_transaction times max_connections slots). With one lock per
-# customer, a few concurrent batches of 5,000 customers filled it and failed. Locks are taken in key
-# order, so two transactions do not deadlock on them. The first key names
-# these locks; the events database takes no other advisory lock.
+# Every advisory lock held takes a slot of PostgreSQL's shared lock table
+# (about max_locks_per_transaction times max_connections slots), and one lock
+# per customer filled it with a few concurrent batches of 5,000 customers. So
+# customers share SEQUENCE_LOCKS locks by id, taken in key order so that two
+# transactions cannot deadlock on them. The first key 1 marks these locks,
+# and the events database takes no other advisory lock.
 SEQUENCE_LOCKS = 64
 _LOCK_CUSTOMERS = sa.text(
     "SELECT pg_advisory_xact_lock(1, k) FROM ("
@@ -180,11 +186,7 @@ _PACK_COLUMNS = (
 _PACK = sa.text(f"""
 INSERT INTO customer_sequences ({_PACK_COLUMNS})
 SELECT {_PACKED}
-FROM (
-    SELECT customer_id, occur_time, event_id, event_type, {_KES_MICROS} AS kes_micros
-    FROM events
-    WHERE customer_id = ANY(CAST(:ids AS bigint[]))
-) AS e
+FROM ({_KES_EVENTS} WHERE customer_id = ANY(CAST(:ids AS bigint[]))) AS e
 GROUP BY customer_id
 ON CONFLICT (customer_id) DO UPDATE
 SET event_count = excluded.event_count,
@@ -199,10 +201,7 @@ SET event_count = excluded.event_count,
 PACK_ALL = f"""
 INSERT INTO customer_sequences ({_PACK_COLUMNS})
 SELECT {_PACKED}
-FROM (
-    SELECT customer_id, occur_time, event_id, event_type, {_KES_MICROS} AS kes_micros
-    FROM events
-) AS e
+FROM ({_KES_EVENTS}) AS e
 GROUP BY customer_id
 """
 
@@ -297,7 +296,8 @@ class SequencePage:
             starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
             counts = np.add.reduceat(keep.astype(np.int64), starts)
             micros, types, amounts = micros[keep], types[keep], amounts[keep]
-            customer_ids, counts = customer_ids[counts > 0], counts[counts > 0]
+            present = counts > 0
+            customer_ids, counts = customer_ids[present], counts[present]
         return cls(
             customer_ids=customer_ids,
             event_counts=counts,
@@ -365,9 +365,8 @@ class EventStore:
             "attributes_json": batch.attributes_json,
         }
         async with self._engine.begin() as conn:
-            await conn.execute(
-                _LOCK_CUSTOMERS, {"ids": sorted(set(batch.customer_ids))}
-            )
+            # The lock statement drops repeated ids and sorts the lock keys.
+            await conn.execute(_LOCK_CUSTOMERS, {"ids": batch.customer_ids})
             added = (await conn.execute(_INGEST, params)).all()
             rebuilt = [row.customer_id for row in added if not row.appended]
             if rebuilt:

@@ -141,7 +141,7 @@ class JobRunner:
                 job_id,
                 self.clock.now(),
                 state=job_pb2.JOB_STATE_FAILED,
-                message=failure_message(error),
+                message=_failure_message(error),
             )
             return
         finally:
@@ -186,7 +186,7 @@ def to_proto(row: dict[str, Any]) -> job_pb2.Job:
     return job
 
 
-def failure_message(error: Exception) -> str:
+def _failure_message(error: Exception) -> str:
     """Return one line naming the error, for a failed job's message."""
     if isinstance(error, grpc.aio.AioRpcError):
         # Its str() is a multi-line repr with grpc's debug string.

@@ -220,10 +220,10 @@ class _Pipeline:
         await self._wait_for_store()
 
     async def close(self) -> None:
-        """Cancel the work still queued and wait for the steps threads are running.
+        """Cancel the queued work and wait for the steps that threads are running.
 
-        A thread cannot stop in the middle of a step, so the run ends only once
-        its threads have, and no forward pass runs on after its job failed.
+        A thread cannot stop in the middle of a step. Waiting for it keeps a
+        forward pass from running after its job has ended.
         """
         if self.storing is not None:
             self.storing.cancel()
